@@ -1,0 +1,10 @@
+/**
+ * enclavekit/attestation: parse and verify TEE evidence. This entry uses the node:crypto backend by
+ * default; `enclavekit/attestation/pure` exports the same API over the pure-JS backend.
+ */
+import 'reflect-metadata';
+export * from './errors.js';
+export * from './bytes.js';
+export type { CryptoProvider } from './crypto/provider.js';
+export { nodeCrypto } from './crypto/node.js';
+export { nobleCrypto } from './crypto/noble.js';

@@ -1,0 +1,6 @@
+/** enclavekit/attestation/pure: the verifier with no `node:` imports (browsers, edge runtimes). */
+import 'reflect-metadata';
+export * from './errors.js';
+export * from './bytes.js';
+export type { CryptoProvider } from './crypto/provider.js';
+export { nobleCrypto } from './crypto/noble.js';

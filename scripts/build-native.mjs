@@ -1,0 +1,19 @@
+// The project's install step: build the native addon with node-gyp (npm ships it; npm sets
+// npm_config_node_gyp to its path). A failed build is not fatal: importing enclavekit still works and
+// the native functions explain what is missing; the simulator runs in pure Node. CI sets
+// ENCLAVEKIT_REQUIRE_NATIVE=1 to make a failed build fail the install.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+if (!existsSync('binding.gyp')) process.exit(0);
+const gyp = process.env.npm_config_node_gyp;
+const [cmd, args] = gyp ? [process.execPath, [gyp, 'rebuild']] : ['node-gyp', ['rebuild']];
+const r = spawnSync(cmd, args, { stdio: 'inherit' });
+if (r.status !== 0) {
+  const msg = 'enclavekit: the native addon did not build (needs python3, make and a C++ compiler); vsock, the NSM device and the batched AES-GCM path are unavailable';
+  if (process.env.ENCLAVEKIT_REQUIRE_NATIVE === '1') {
+    console.error(msg);
+    process.exit(1);
+  }
+  console.warn(msg);
+}
