@@ -11,7 +11,15 @@ import * as x509 from '@peculiar/x509';
 import { concatBytes } from '../bytes.js';
 import { cborBstr, cborHead, cborTstr, cborUint64, PROTECTED_ES384, sigStructure } from '../nitro/cose.js';
 
+// Spelled out here: the project compiles without the DOM lib, and attestation/ may not import `node:`.
+type WebCrypto = typeof globalThis.crypto;
+type Subtle = WebCrypto['subtle'];
+type CryptoKey = Awaited<ReturnType<Subtle['importKey']>>;
+interface CryptoKeyPair { publicKey: CryptoKey; privateKey: CryptoKey }
+interface EcKeyGenParams { name: 'ECDSA'; namedCurve: 'P-256' | 'P-384' | 'P-521' }
+interface RsaHashedKeyGenParams { name: 'RSASSA-PKCS1-v1_5' | 'RSA-PSS'; modulusLength: number; publicExponent: Uint8Array; hash: string }
 type KeyAlg = EcKeyGenParams | RsaHashedKeyGenParams;
+type SignAlg = { name: string; hash?: string; saltLength?: number };
 
 /** Per-certificate overrides. `null` omits the extension entirely. */
 export interface NitroSimCertOverride {
@@ -86,8 +94,8 @@ const LEAF_VALIDITY_MS = 3 * HOUR + 3_000;
 const LEAF_REUSE_MS = 2 * HOUR;
 const P384: EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-384' };
 
-const subtle = (): SubtleCrypto => globalThis.crypto.subtle;
-const webcrypto = (): Crypto => globalThis.crypto;
+const subtle = (): Subtle => globalThis.crypto.subtle;
+const webcrypto = (): WebCrypto => globalThis.crypto;
 
 function defaultSubject(level: NitroSimLevel | 'leaf', tag: string): string {
   const base = 'C=US, O=enclavekit simulator, OU=AWS';
@@ -107,13 +115,13 @@ function defaultSubject(level: NitroSimLevel | 'leaf', tag: string): string {
 
 function randomHex(bytes: number): string {
   const b = webcrypto().getRandomValues(new Uint8Array(bytes));
-  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  return Array.from(b, (x: number) => x.toString(16).padStart(2, '0')).join('');
 }
 
-function signingAlgorithm(issuer: CryptoKey, hash: string): Algorithm | EcdsaParams | RsaPssParams {
+function signingAlgorithm(issuer: CryptoKey, hash: string): SignAlg {
   const name = issuer.algorithm.name;
-  if (name === 'ECDSA') return { name, hash } as EcdsaParams;
-  if (name === 'RSA-PSS') return { name, saltLength: 32 } as RsaPssParams;
+  if (name === 'ECDSA') return { name, hash };
+  if (name === 'RSA-PSS') return { name, saltLength: 32 };
   return { name };
 }
 
@@ -163,7 +171,7 @@ async function makeCert(
   let der = new Uint8Array(cert.rawData);
   if (o.corruptSignature) {
     der = der.slice();
-    der[der.length - 2] ^= 0x01;
+    der[der.length - 2] = der[der.length - 2]! ^ 0x01;
   }
   return { der, keys, keyAlgorithm, subject, notBefore, notAfter };
 }
@@ -250,7 +258,7 @@ export async function issueNitroDocument(ca: NitroSimCa, doc: NitroSimDocument, 
   const payload = encodeNitroPayload(doc, leaf.der, ca.bundle, options.indefiniteMap);
   const tbs = sigStructure(PROTECTED_ES384, payload);
   const alg = leaf.keys.privateKey.algorithm.name === 'ECDSA' ? { name: 'ECDSA', hash: 'SHA-384' } : signingAlgorithm(leaf.keys.privateKey, 'SHA-384');
-  const sig = new Uint8Array(await subtle().sign(alg, leaf.keys.privateKey, tbs as BufferSource));
+  const sig = new Uint8Array(await subtle().sign(alg, leaf.keys.privateKey, tbs));
   return encodeCoseSign1(PROTECTED_ES384, payload, sig, options.tagged);
 }
 
@@ -281,7 +289,7 @@ async function importCert(e: unknown, label: string): Promise<SimCert> {
   const der = unb64(o.der);
   const keyAlgorithm = o.keyAlgorithm;
   const imp = keyAlgorithm.name === 'ECDSA' ? keyAlgorithm : { name: keyAlgorithm.name, hash: (keyAlgorithm as RsaHashedKeyGenParams).hash };
-  const privateKey = await subtle().importKey('pkcs8', unb64(o.pkcs8) as BufferSource, imp, true, ['sign']);
+  const privateKey = await subtle().importKey('pkcs8', unb64(o.pkcs8), imp, true, ['sign']);
   const cert = new x509.X509Certificate(der);
   const publicKey = await cert.publicKey.export(imp, ['verify'], webcrypto());
   return { der, keys: { privateKey, publicKey }, keyAlgorithm, subject: o.subject, notBefore: cert.notBefore, notAfter: cert.notAfter };
