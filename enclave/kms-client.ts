@@ -1,0 +1,326 @@
+/**
+ * The enclave's KMS client: Decrypt with a Recipient through the real `@aws-sdk/client-kms`.
+ *
+ * The SDK's NodeHttpHandler is given agents whose `createConnection` does not dial TCP: it asks the
+ * caller's `connect()` for a byte stream (a vsock or Unix stream to the host's KMS proxy, or TCP in
+ * tests) and, for an https endpoint, runs TLS over that stream itself, with SNI and certificate
+ * checks for the KMS hostname. The host's proxy only ever sees ciphertext.
+ *
+ * Every Decrypt carries `Recipient: { RSAES_OAEP_SHA_256, AttestationDocument }`, the document
+ * being fresh (new nonce) and binding the worker's RSA public key. KMS answers with
+ * `CiphertextForRecipient`, which is opened here with the worker's private key. A response that
+ * carries `Plaintext` despite the Recipient is refused: it means something between us and KMS (or a
+ * misconfigured endpoint) saw the data key.
+ *
+ * Credentials: pass `credentials`; otherwise the SDK's default provider chain is used (inside a
+ * Nitro enclave that is in practice the environment variables AWS_ACCESS_KEY_ID /
+ * AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN handed in by the host, since IMDS is not reachable).
+ * For a plain-http endpoint (the loopback KMS simulator, which ignores SigV4) dummy credentials are
+ * used when none are given.
+ *
+ * Nothing here logs. Errors name the key reference and KMS's error name, never key bytes.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { randomBytes as nodeRandomBytes } from 'node:crypto';
+import tls from 'node:tls';
+import { ToolkitError } from '../attestation/errors.js';
+import { openCiphertextForRecipient } from './cms.js';
+import { DataKeyCache, type RecipientKeyPair } from './keys.js';
+import type { Platform } from './platform/types.js';
+
+// Set before the SDK module is loaded (it is imported lazily below): its Node-version notice is
+// not ours to print inside a worker whose stderr leaves the enclave.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+type KmsModule = typeof import('@aws-sdk/client-kms');
+let kmsModule: Promise<KmsModule> | undefined;
+const loadKms = (): Promise<KmsModule> => (kmsModule ??= import('@aws-sdk/client-kms'));
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 20_000;
+const MAX_CIPHERTEXT_BLOB = 6144;
+
+export interface KmsKeyReference {
+  /** The manifest's key reference (named in errors). */
+  ref: string;
+  /** KMS `CiphertextBlob` of the data key. */
+  ciphertextBlob: Uint8Array;
+  /** Key id or ARN; optional for symmetric keys (KMS reads it from the blob). */
+  keyId?: string;
+  encryptionContext?: Record<string, string>;
+}
+
+export interface EnclaveKmsOptions {
+  platform: Pick<Platform, 'attest'>;
+  keyPair: RecipientKeyPair;
+  region: string;
+  /** `https://kms.<region>.amazonaws.com` by default; `http://127.0.0.1:PORT` for the simulator. */
+  endpoint?: string;
+  /** A fresh byte stream to the KMS endpoint (through the host's proxy). Called once per connection. */
+  connect: () => Promise<Duplex>;
+  /** TLS settings for https endpoints: extra CA (tests, private KMS), SNI override. */
+  tls?: { ca?: string | Buffer | (string | Buffer)[]; servername?: string };
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  connectTimeoutMs?: number;
+  /** Bound on one whole Decrypt call (all SDK retries included). */
+  requestTimeoutMs?: number;
+  /** SDK attempts per call (default 3; the time bound above still holds). */
+  maxAttempts?: number;
+  /** Length every data key must have (default 32, AES-256). */
+  dataKeyLength?: number;
+  randomBytes?: (n: number) => Uint8Array;
+}
+
+/** Marks failures of our own connection path, so they are told apart from KMS's answers. */
+class ConnectFailure extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+function kmsError(code: 'ERR_KMS_UNREACHABLE' | 'ERR_KMS_REQUEST' | 'ERR_KMS_RECIPIENT', message: string, reason: string, cause?: unknown): ToolkitError {
+  return new ToolkitError(code, message, cause === undefined ? { reason } : { reason, cause });
+}
+
+/** A plain Duplex (e.g. from the native addon) lacks net.Socket's tuning calls that http uses. */
+function socketShims(s: Duplex): Duplex {
+  const o = s as Duplex & Record<string, unknown>;
+  for (const m of ['setTimeout', 'setNoDelay', 'setKeepAlive', 'ref', 'unref']) {
+    if (typeof o[m] !== 'function') o[m] = function (this: Duplex) { return this; };
+  }
+  return s;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error, cleanup?: (v: T) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let done = false;
+    const t = setTimeout(() => {
+      done = true;
+      reject(onTimeout());
+    }, ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        if (done) cleanup?.(v);
+        else resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        if (!done) reject(e);
+      },
+    );
+  });
+}
+
+type ConnCallback = (err: Error | null, socket?: Duplex) => void;
+
+interface DialOptions {
+  connect: () => Promise<Duplex>;
+  timeoutMs: number;
+  tls?: { ca?: string | Buffer | (string | Buffer)[]; servername?: string } | undefined;
+}
+
+async function dial(o: DialOptions, secure: boolean, host: string | undefined): Promise<Duplex> {
+  const raw = await withTimeout(
+    o.connect().catch((e: unknown) => {
+      throw new ConnectFailure('connect', 'could not open a stream to KMS', { cause: e });
+    }),
+    o.timeoutMs,
+    () => new ConnectFailure('connect_timeout', `no stream to KMS within ${o.timeoutMs} ms`),
+    (late) => late.destroy(),
+  );
+  if (!secure) return socketShims(raw);
+  const servername = o.tls?.servername ?? host;
+  const tlsOpts: tls.ConnectionOptions = { socket: raw, rejectUnauthorized: true, ALPNProtocols: ['http/1.1'] };
+  if (servername !== undefined && servername.length > 0) tlsOpts.servername = servername;
+  if (o.tls?.ca !== undefined) tlsOpts.ca = o.tls.ca;
+  const sock = tls.connect(tlsOpts);
+  return withTimeout(
+    new Promise<Duplex>((resolve, reject) => {
+      sock.once('secureConnect', () => resolve(sock));
+      sock.once('error', (e) => reject(new ConnectFailure('tls', 'TLS handshake with KMS failed', { cause: e })));
+    }),
+    o.timeoutMs,
+    () => {
+      sock.destroy();
+      return new ConnectFailure('connect_timeout', `TLS handshake with KMS did not finish within ${o.timeoutMs} ms`);
+    },
+  );
+}
+
+function makeAgents(o: DialOptions): { httpAgent: http.Agent; httpsAgent: https.Agent } {
+  const create = (secure: boolean) =>
+    function (this: unknown, options: { host?: string; servername?: string }, cb: ConnCallback): undefined {
+      // Asynchronous creation: Node's Agent accepts a callback and no return value.
+      dial(o, secure, options.servername ?? options.host).then(
+        (s) => cb(null, s),
+        (e: unknown) => cb(e instanceof Error ? e : new Error(String(e))),
+      );
+      return undefined;
+    };
+  class StreamHttpAgent extends http.Agent {}
+  class StreamHttpsAgent extends https.Agent {}
+  (StreamHttpAgent.prototype as unknown as { createConnection: unknown }).createConnection = create(false);
+  (StreamHttpsAgent.prototype as unknown as { createConnection: unknown }).createConnection = create(true);
+  // One stream per request: a vsock stream is cheap and a pooled one could outlive a job.
+  return { httpAgent: new StreamHttpAgent({ keepAlive: false }), httpsAgent: new StreamHttpsAgent({ keepAlive: false }) };
+}
+
+function findConnectFailure(e: unknown): ConnectFailure | undefined {
+  for (let c: unknown = e, i = 0; c !== undefined && c !== null && i < 5; i++) {
+    if (c instanceof ConnectFailure) return c;
+    c = (c as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function errorName(e: unknown): string {
+  const n = (e as { name?: unknown })?.name;
+  return typeof n === 'string' && /^[A-Za-z0-9_.:#-]{1,100}$/.test(n) ? n : 'Error';
+}
+
+function checkRef(r: unknown): KmsKeyReference {
+  const k = r as KmsKeyReference;
+  if (typeof k !== 'object' || k === null || typeof k.ref !== 'string' || k.ref.length === 0)
+    throw new TypeError('key reference expected { ref: non-empty string, ciphertextBlob: Uint8Array }');
+  if (!(k.ciphertextBlob instanceof Uint8Array) || k.ciphertextBlob.length === 0 || k.ciphertextBlob.length > MAX_CIPHERTEXT_BLOB)
+    throw new RangeError(`key reference "${k.ref}": ciphertextBlob expected 1..${MAX_CIPHERTEXT_BLOB} bytes`);
+  if (k.keyId !== undefined && typeof k.keyId !== 'string') throw new TypeError(`key reference "${k.ref}": keyId expected a string`);
+  if (k.encryptionContext !== undefined) {
+    if (typeof k.encryptionContext !== 'object' || k.encryptionContext === null)
+      throw new TypeError(`key reference "${k.ref}": encryptionContext expected a string map`);
+    for (const v of Object.values(k.encryptionContext))
+      if (typeof v !== 'string') throw new TypeError(`key reference "${k.ref}": encryptionContext values expected strings`);
+  }
+  return k;
+}
+
+export class EnclaveKms {
+  readonly #o: EnclaveKmsOptions;
+  readonly #agents: { httpAgent: http.Agent; httpsAgent: https.Agent };
+  readonly #random: (n: number) => Uint8Array;
+  readonly #connectTimeout: number;
+  readonly #requestTimeout: number;
+  #client: Promise<import('@aws-sdk/client-kms').KMSClient> | undefined;
+  #closed = false;
+
+  constructor(options: EnclaveKmsOptions) {
+    if (typeof options?.connect !== 'function') throw new TypeError('"connect" expected a function returning Promise<Duplex>');
+    if (typeof options.region !== 'string' || options.region.length === 0) throw new TypeError('"region" expected a non-empty string');
+    if (options.endpoint !== undefined) {
+      const u = new URL(options.endpoint);
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new TypeError('"endpoint" expected an http(s) URL');
+    }
+    this.#o = options;
+    this.#connectTimeout = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.#requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.#random = options.randomBytes ?? ((n) => new Uint8Array(nodeRandomBytes(n)));
+    this.#agents = makeAgents({ connect: options.connect, timeoutMs: this.#connectTimeout, tls: options.tls });
+  }
+
+  get endpoint(): string {
+    return this.#o.endpoint ?? `https://kms.${this.#o.region}.amazonaws.com`;
+  }
+
+  #clientPromise(): Promise<import('@aws-sdk/client-kms').KMSClient> {
+    return (this.#client ??= loadKms().then(({ KMSClient }) => {
+      const plain = new URL(this.endpoint).protocol === 'http:';
+      const credentials =
+        this.#o.credentials ?? (plain ? { accessKeyId: 'enclavekit-simulator', secretAccessKey: 'enclavekit-simulator' } : undefined);
+      return new KMSClient({
+        region: this.#o.region,
+        endpoint: this.endpoint,
+        ...(credentials ? { credentials } : {}),
+        maxAttempts: this.#o.maxAttempts ?? 3,
+        requestHandler: { ...this.#agents, connectionTimeout: this.#connectTimeout, requestTimeout: this.#requestTimeout },
+      });
+    }));
+  }
+
+  /** One KMS Decrypt with a Recipient; returns the data key (caller owns and wipes it). */
+  async decryptDataKey(reference: KmsKeyReference): Promise<Uint8Array> {
+    if (this.#closed) throw kmsError('ERR_KMS_REQUEST', 'KMS client is closed', 'closed');
+    const ref = checkRef(reference);
+    const { DecryptCommand } = await loadKms();
+    const client = await this.#clientPromise();
+    const document = await this.#o.platform.attest({ publicKey: this.#o.keyPair.publicKeySpki, nonce: this.#random(32) });
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), this.#requestTimeout);
+    let out;
+    try {
+      out = await client.send(
+        new DecryptCommand({
+          CiphertextBlob: ref.ciphertextBlob,
+          ...(ref.keyId !== undefined ? { KeyId: ref.keyId } : {}),
+          ...(ref.encryptionContext !== undefined ? { EncryptionContext: ref.encryptionContext } : {}),
+          Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: document },
+        }),
+        { abortSignal: abort.signal },
+      );
+    } catch (e) {
+      const cf = findConnectFailure(e);
+      if (cf) throw kmsError('ERR_KMS_UNREACHABLE', `KMS unreachable for key "${ref.ref}": ${cf.message}`, cf.reason, e);
+      if (abort.signal.aborted)
+        throw kmsError('ERR_KMS_REQUEST', `KMS Decrypt for key "${ref.ref}" did not complete within ${this.#requestTimeout} ms`, 'timeout', e);
+      const name = errorName(e);
+      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status === undefined && (name === 'TimeoutError' || (e as { code?: string }).code === 'ECONNRESET'))
+        throw kmsError('ERR_KMS_UNREACHABLE', `KMS connection failed for key "${ref.ref}" (${name})`, 'connection', e);
+      throw kmsError('ERR_KMS_REQUEST', `KMS Decrypt refused key "${ref.ref}": ${name}`, name, e);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (out.Plaintext !== undefined && out.Plaintext !== null && out.Plaintext.length > 0) {
+      out.Plaintext.fill(0);
+      throw kmsError('ERR_KMS_RECIPIENT', `KMS returned a plaintext data key for "${ref.ref}" although a Recipient was sent`, 'plaintext_returned');
+    }
+    const cfr = out.CiphertextForRecipient;
+    if (!(cfr instanceof Uint8Array) || cfr.length === 0)
+      throw kmsError('ERR_KMS_RECIPIENT', `KMS response for "${ref.ref}" has no CiphertextForRecipient`, 'missing');
+    let key: Uint8Array;
+    try {
+      key = openCiphertextForRecipient(cfr, this.#o.keyPair.privateKey);
+    } catch (e) {
+      throw kmsError('ERR_KMS_RECIPIENT', `CiphertextForRecipient for "${ref.ref}" could not be opened`, 'unwrap', e);
+    }
+    const want = this.#o.dataKeyLength ?? 32;
+    if (key.length !== want) {
+      key.fill(0);
+      throw kmsError('ERR_KMS_RECIPIENT', `data key for "${ref.ref}" has ${key.length} bytes, expected ${want}`, 'key_length');
+    }
+    return key;
+  }
+
+  /**
+   * Fetch every key of a job into a fresh cache (sequentially: a job has few keys, and KMS quotas
+   * are per account). On any failure the keys already fetched are wiped before the error propagates.
+   */
+  async loadKeys(references: Iterable<KmsKeyReference>): Promise<DataKeyCache> {
+    const cache = new DataKeyCache();
+    try {
+      for (const r of references) {
+        if (cache.has(r.ref)) continue;
+        cache.set(r.ref, await this.decryptDataKey(r));
+      }
+      return cache;
+    } catch (e) {
+      cache.wipe();
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const c = this.#client;
+    this.#client = undefined;
+    if (c) (await c).destroy();
+    this.#agents.httpAgent.destroy();
+    this.#agents.httpsAgent.destroy();
+  }
+}
