@@ -1,0 +1,144 @@
+/**
+ * Messages of the host <-> enclave protocol, version 1, and their strict validators. Every frame
+ * carries one CBOR map `{t, id, ...}`: `t` the type, `id` the sender's message counter (0, 1, 2, ...
+ * per direction, checked with `SequenceChecker`). Validation checks every key, type and length and
+ * throws `ERR_PROTOCOL` with `reason` = the offending path; unknown keys are refused.
+ */
+import { ToolkitError } from '../../attestation/errors.js';
+import { validateManifest, type KeyManifest } from './manifest.js';
+import { isValidDatasetId } from './manifest.js';
+
+export const PROTOCOL_VERSION = 1;
+export const DEFAULT_MAX_FRAME = 16 * 1024 * 1024;
+/** No peer may negotiate frames smaller than this: a result with evidence must fit. */
+export const MIN_MAX_FRAME = 64 * 1024;
+export const MAX_BATCH_RECORDS = 100_000;
+export const DIGEST_LENGTH = 48;
+
+export interface HelloMessage { t: 'hello'; id: number; version: number; nonce: Uint8Array; maxFrame?: number }
+export interface AttestationMessage { t: 'attestation'; id: number; evidence: Uint8Array }
+export interface JobStartMessage {
+  t: 'job_start'; id: number; jobId: string; datasetId: string; query: Record<string, unknown>; manifest: KeyManifest; nonce: Uint8Array;
+}
+export interface RecordsMessage { t: 'records'; id: number; jobId: string; seq: number; records: Record<string, unknown>[] }
+export interface JobEndMessage { t: 'job_end'; id: number; jobId: string; count: number; datasetDigest: Uint8Array }
+export interface ResultMessage { t: 'result'; id: number; jobId: string; result: Uint8Array; evidence: Uint8Array }
+export interface ErrorMessage { t: 'error'; id: number; jobId?: string; code: string; message: string }
+
+export type Message =
+  | HelloMessage | AttestationMessage | JobStartMessage | RecordsMessage | JobEndMessage | ResultMessage | ErrorMessage;
+export type MessageType = Message['t'];
+/** What a sender passes in: the counter is assigned by the frame writer. */
+export type Outgoing<M extends Message = Message> = M extends Message ? Omit<M, 'id'> & { id?: number } : never;
+
+export const MESSAGE_TYPES: readonly MessageType[] = ['hello', 'attestation', 'job_start', 'records', 'job_end', 'result', 'error'];
+
+const JOB_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const CODE_RE = /^[A-Z][A-Z0-9_]{0,63}$/;
+
+export function protocolError(reason: string, message: string, cause?: unknown): ToolkitError {
+  return new ToolkitError('ERR_PROTOCOL', message, cause === undefined ? { reason } : { reason, cause });
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return false;
+  const p = Object.getPrototypeOf(v);
+  return p === Object.prototype || p === null;
+}
+
+function isUint(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+type Check = (v: unknown, path: string) => void;
+
+const uint: Check = (v, p) => { if (!isUint(v)) throw protocolError(p, `${p}: expected an unsigned integer`); };
+const jobId: Check = (v, p) => { if (typeof v !== 'string' || !JOB_ID_RE.test(v)) throw protocolError(p, `${p}: expected a job id`); };
+const datasetId: Check = (v, p) => { if (!isValidDatasetId(v)) throw protocolError(p, `${p}: expected a dataset id`); };
+const bytes = (min: number, max: number): Check => (v, p) => {
+  if (!(v instanceof Uint8Array) || v.length < min || v.length > max)
+    throw protocolError(p, `${p}: expected ${min === max ? min : `${min} to ${max}`} bytes`);
+};
+const text = (min: number, max: number, re?: RegExp): Check => (v, p) => {
+  if (typeof v !== 'string' || v.length < min || v.length > max || (re && !re.test(v)))
+    throw protocolError(p, `${p}: expected a string of ${min} to ${max} characters${re ? ' in the allowed alphabet' : ''}`);
+};
+const plainObject: Check = (v, p) => { if (!isPlainObject(v)) throw protocolError(p, `${p}: expected a map`); };
+const recordList: Check = (v, p) => {
+  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_BATCH_RECORDS)
+    throw protocolError(p, `${p}: expected 1 to ${MAX_BATCH_RECORDS} records`);
+  for (let i = 0; i < v.length; i++) if (!isPlainObject(v[i])) throw protocolError(`${p}[${i}]`, `${p}[${i}]: expected a map`);
+};
+
+interface Shape { required: Record<string, Check>; optional?: Record<string, Check> }
+
+const SHAPES: Record<MessageType, Shape> = {
+  hello: { required: { version: uint, nonce: bytes(16, 64) }, optional: { maxFrame: uint } },
+  attestation: { required: { evidence: bytes(1, 1024 * 1024) } },
+  job_start: { required: { jobId, datasetId, query: plainObject, manifest: plainObject, nonce: bytes(16, 64) } },
+  records: { required: { jobId, seq: uint, records: recordList } },
+  job_end: { required: { jobId, count: uint, datasetDigest: bytes(DIGEST_LENGTH, DIGEST_LENGTH) } },
+  result: { required: { jobId, result: bytes(1, 8 * 1024 * 1024), evidence: bytes(1, 1024 * 1024) } },
+  error: { required: { code: text(1, 64, CODE_RE), message: text(0, 1024) }, optional: { jobId } },
+};
+
+/** Validate a decoded CBOR value as one message. Returns it typed; throws `ERR_PROTOCOL`. */
+export function validateMessage(v: unknown): Message {
+  if (!isPlainObject(v)) throw protocolError('$', 'message: expected a map');
+  const t = v.t;
+  if (typeof t !== 'string' || !Object.prototype.hasOwnProperty.call(SHAPES, t))
+    throw protocolError('t', 'message: unknown type');
+  const shape = SHAPES[t as MessageType];
+  uint(v.id, 'id');
+  for (const k of Object.keys(v)) {
+    if (k === 't' || k === 'id') continue;
+    if (!(k in shape.required) && !(shape.optional && k in shape.optional))
+      throw protocolError(k, `${t}: unknown key`);
+  }
+  for (const [k, check] of Object.entries(shape.required)) {
+    if (!(k in v)) throw protocolError(k, `${t}: missing ${k}`);
+    check(v[k], k);
+  }
+  if (shape.optional) for (const [k, check] of Object.entries(shape.optional)) if (k in v) check(v[k], k);
+  if (t === 'hello' && v.maxFrame !== undefined && (v.maxFrame as number) < MIN_MAX_FRAME)
+    throw protocolError('maxFrame', `hello: maxFrame below ${MIN_MAX_FRAME}`);
+  if (t === 'job_start') {
+    let manifest: KeyManifest;
+    try {
+      manifest = validateManifest(v.manifest);
+    } catch (e) {
+      throw protocolError('manifest', `job_start: ${(e as Error).message}`, e);
+    }
+    if (manifest.datasetId !== v.datasetId) throw protocolError('manifest', 'job_start: manifest is for another dataset');
+    v.manifest = manifest;
+  }
+  return v as unknown as Message;
+}
+
+/** The frame size both sides accept: the smaller of the two offers, never below `MIN_MAX_FRAME`. */
+export function negotiateMaxFrame(mine: number, theirs: number | undefined): number {
+  const n = theirs === undefined ? Math.min(mine, DEFAULT_MAX_FRAME) : Math.min(mine, theirs);
+  return Math.max(n, MIN_MAX_FRAME);
+}
+
+/**
+ * Detects reordering, replays and gaps in a counter that must go 0, 1, 2, ... (message ids per
+ * direction, `seq` of record batches per job).
+ */
+export class SequenceChecker {
+  #next: number;
+  readonly #label: string;
+  constructor(label: string, start = 0) {
+    this.#label = label;
+    this.#next = start;
+  }
+  get next(): number {
+    return this.#next;
+  }
+  check(n: number): void {
+    if (n !== this.#next) {
+      throw protocolError(n < this.#next ? 'replayed' : 'out_of_order', `${this.#label}: expected ${this.#next}, got ${n}`);
+    }
+    this.#next++;
+  }
+}
