@@ -4,10 +4,18 @@
 // ENCLAVEKIT_REQUIRE_NATIVE=1 to make a failed build fail the install.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 if (!existsSync('binding.gyp')) process.exit(0);
 const gyp = process.env.npm_config_node_gyp;
-const [cmd, args] = gyp ? [process.execPath, [gyp, 'rebuild']] : ['node-gyp', ['rebuild']];
+const rebuild = ['rebuild'];
+// Prefer the headers installed next to this node (distribution packages ship them) over a download,
+// so the build also works offline. An explicit npm_config_nodedir still wins.
+const prefix = dirname(dirname(process.execPath));
+if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) {
+  rebuild.push(`--nodedir=${prefix}`);
+}
+const [cmd, args] = gyp ? [process.execPath, [gyp, ...rebuild]] : ['node-gyp', rebuild];
 const r = spawnSync(cmd, args, { stdio: 'inherit' });
 if (r.status !== 0) {
   const msg = 'enclavekit: the native addon did not build (needs python3, make and a C++ compiler); vsock, the NSM device and the batched AES-GCM path are unavailable';
