@@ -29,6 +29,7 @@ import { ToolkitError } from '../attestation/errors.js';
 import { openCiphertextForRecipient } from './cms.js';
 import { DataKeyCache, type RecipientKeyPair } from './keys.js';
 import type { Platform } from './platform/types.js';
+import type { KeyManifest } from './protocol/manifest.js';
 
 // Set before the SDK module is loaded (it is imported lazily below): its Node-version notice is
 // not ours to print inside a worker whose stderr leaves the enclave.
@@ -199,6 +200,16 @@ function checkRef(r: unknown): KmsKeyReference {
       if (typeof v !== 'string') throw new TypeError(`key reference "${k.ref}": encryptionContext values expected strings`);
   }
   return k;
+}
+
+/** The key references of a validated manifest (base64 blobs decoded), in manifest order. */
+export function keyReferencesFromManifest(manifest: KeyManifest): KmsKeyReference[] {
+  return Object.entries(manifest.keys).map(([ref, k]) => ({
+    ref,
+    ciphertextBlob: new Uint8Array(Buffer.from(k.ciphertextBlob, 'base64')),
+    keyId: k.keyId,
+    encryptionContext: { ...k.encryptionContext },
+  }));
 }
 
 export class EnclaveKms {
