@@ -8,3 +8,5 @@ export * from './bytes.js';
 export type { CryptoProvider } from './crypto/provider.js';
 export { nodeCrypto } from './crypto/node.js';
 export { nobleCrypto } from './crypto/noble.js';
+export * from './nitro/index.js';
+export { verifyNitro } from './nitro/node.js';

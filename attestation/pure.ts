@@ -4,3 +4,5 @@ export * from './errors.js';
 export * from './bytes.js';
 export type { CryptoProvider } from './crypto/provider.js';
 export { nobleCrypto } from './crypto/noble.js';
+export * from './nitro/index.js';
+export { verifyNitro } from './nitro/pure.js';
