@@ -1,0 +1,271 @@
+/**
+ * The worker's frame protocol server: one session per connection, a strict state machine over the
+ * messages of enclave/protocol.
+ *
+ *   hello -> attestation            (once, first)
+ *   job_start -> records* -> job_end -> result        (repeatable, one job at a time)
+ *
+ * Anything else (a malformed, oversized, truncated or out-of-order frame, a message in the wrong
+ * state, a job failure) is answered with one `error` frame and the connection is closed: after a
+ * failure nothing of the job is ever released, and a stream that lost its framing cannot be trusted
+ * to resynchronise. Reading is pull-based (`for await` over the stream), so the worker never reads a
+ * frame faster than it processes the previous one and the host feels the backpressure.
+ */
+import { createServer, type Server } from 'node:net';
+import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
+import { ToolkitError } from '../attestation/errors.js';
+import {
+  DEFAULT_MAX_FRAME,
+  FrameDecoder,
+  FrameWriter,
+  PROTOCOL_VERSION,
+  SequenceChecker,
+  negotiateMaxFrame,
+  protocolError,
+  type JobEndMessage,
+  type JobStartMessage,
+  type Message,
+  type Outgoing,
+  type RecordsMessage,
+} from './protocol/index.js';
+
+/** One job in progress, as the session drives it. */
+export interface ActiveJob {
+  readonly jobId: string;
+  /** Process one batch; the session awaits it before reading further (backpressure). */
+  addBatch(msg: RecordsMessage): Promise<void> | void;
+  /** All records are in: the attested result. */
+  finish(msg: JobEndMessage): Promise<{ result: Uint8Array; evidence: Uint8Array }>;
+  /** Drop the job (failure or disconnect): wipe its keys, release nothing. Idempotent. */
+  abort(): void;
+}
+
+/** What the session needs from the worker. */
+export interface SessionHandler {
+  /** Evidence for `hello`: binds the worker's public key and the host's nonce. */
+  attest(nonce: Uint8Array): Promise<Uint8Array>;
+  /** Fetch keys and set up a job; throws a ToolkitError (sent to the host) on failure. */
+  startJob(msg: JobStartMessage): Promise<ActiveJob>;
+  log(line: string): void;
+}
+
+export interface SessionOptions {
+  maxFrame?: number;
+  /** A session that sends nothing for this long is closed (default 10 minutes). */
+  idleTimeoutMs?: number;
+}
+
+/**
+ * An error that may leave the enclave: only our own errors, whose messages are written to carry no
+ * plaintext, key or ciphertext. Anything else becomes a constant message.
+ */
+export function publicError(e: unknown): { code: string; message: string } {
+  if (e instanceof ToolkitError) return { code: e.code, message: e.message.slice(0, 1000) };
+  return { code: 'ERR_JOB_FAILED', message: 'internal error in the worker' };
+}
+
+export async function serveSession(stream: Duplex, handler: SessionHandler, opts: SessionOptions = {}): Promise<void> {
+  const mine = opts.maxFrame ?? DEFAULT_MAX_FRAME;
+  const decoder = new FrameDecoder({ maxFrame: mine });
+  const writer = new FrameWriter(mine);
+  const ids = new SequenceChecker('host message id');
+  let state: 'hello' | 'idle' | 'job' = 'hello';
+  let job: ActiveJob | undefined;
+  let seq: SequenceChecker | undefined;
+  let closed = false;
+  /** The job a failure belongs to (kept past abort so the error frame can name it). */
+  let lastJobId: string | undefined;
+  stream.on('error', () => {
+    closed = true;
+  });
+  stream.on('close', () => {
+    closed = true;
+  });
+  let idle: NodeJS.Timeout | undefined;
+  const armIdle = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => stream.destroy(), opts.idleTimeoutMs ?? 600_000);
+  };
+
+  const send = async (msg: Outgoing) => {
+    if (closed) return;
+    const frame = writer.encode(msg);
+    if (!stream.write(frame)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          stream.off('drain', done);
+          stream.off('close', done);
+          resolve();
+        };
+        stream.on('drain', done);
+        stream.on('close', done);
+      });
+    }
+  };
+
+  const handle = async (m: Message): Promise<void> => {
+    ids.check(m.id);
+    switch (m.t) {
+      case 'hello': {
+        if (state !== 'hello') throw protocolError('state', 'hello: already said');
+        if (m.version !== PROTOCOL_VERSION) throw protocolError('version', `hello: protocol version ${m.version} is not supported (this worker speaks ${PROTOCOL_VERSION})`);
+        const n = negotiateMaxFrame(mine, m.maxFrame);
+        decoder.maxFrame = n;
+        writer.maxFrame = n;
+        const evidence = await handler.attest(m.nonce);
+        await send({ t: 'attestation', evidence });
+        state = 'idle';
+        return;
+      }
+      case 'job_start': {
+        if (state !== 'idle') throw protocolError('state', `job_start: not expected ${state === 'hello' ? 'before hello' : 'during a job'}`);
+        handler.log(`job ${m.jobId}: start (dataset ${m.datasetId}, ${Object.keys(m.manifest.keys).length} key(s))`);
+        lastJobId = m.jobId;
+        job = await asJobFailure(handler.startJob(m));
+        seq = new SequenceChecker(`job ${m.jobId} batch seq`);
+        state = 'job';
+        return;
+      }
+      case 'records': {
+        if (state !== 'job' || !job || !seq) throw protocolError('state', 'records: no job in progress');
+        if (m.jobId !== job.jobId) throw protocolError('jobId', 'records: for another job');
+        seq.check(m.seq);
+        await job.addBatch(m);
+        return;
+      }
+      case 'job_end': {
+        if (state !== 'job' || !job) throw protocolError('state', 'job_end: no job in progress');
+        if (m.jobId !== job.jobId) throw protocolError('jobId', 'job_end: for another job');
+        const j = job;
+        try {
+          const { result, evidence } = await asJobFailure(j.finish(m));
+          await send({ t: 'result', jobId: j.jobId, result, evidence });
+          handler.log(`job ${j.jobId}: result released (${result.length} bytes)`);
+        } finally {
+          j.abort();
+          job = undefined;
+          seq = undefined;
+          state = 'idle';
+        }
+        return;
+      }
+      default:
+        throw protocolError('t', `${m.t}: not a message the host may send`);
+    }
+  };
+
+  armIdle();
+  try {
+    for await (const chunk of stream) {
+      armIdle();
+      const bytes = chunk as Buffer;
+      const msgs = decoder.push(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+      for (const m of msgs) await handle(m);
+    }
+    decoder.end();
+  } catch (e) {
+    const pe = publicError(e);
+    const jobId = job?.jobId ?? ((state as string) === 'job' || e instanceof JobFailure ? lastJobId : undefined);
+    handler.log(`session: ${jobId ? `job ${jobId} ` : ''}failed: ${pe.code}: ${pe.message}`);
+    job?.abort();
+    job = undefined;
+    try {
+      await send({ t: 'error', code: pe.code, message: pe.message, ...(jobId ? { jobId } : {}) });
+    } catch {
+      // the peer is gone; nothing more to tell it
+    }
+  } finally {
+    clearTimeout(idle);
+    job?.abort();
+    if (!closed) stream.end();
+    // Give the error frame a moment to flush, then make sure the descriptor is released.
+    setTimeout(() => stream.destroy(), 1000).unref();
+  }
+}
+
+async function asJobFailure<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof ToolkitError) {
+      const f = new JobFailure(e.code, e.message, e.reason === undefined ? { cause: e } : { cause: e, reason: e.reason });
+      throw f;
+    }
+    throw e;
+  }
+}
+
+/** Marks a failure inside a job's own work (key loading, finishing) so the error frame names the job. */
+class JobFailure extends ToolkitError {}
+
+export type ListenEndpoint = { kind: 'unix'; path: string } | { kind: 'vsock'; cid: number; port: number };
+
+export interface WorkerServer {
+  close(): Promise<void>;
+}
+
+/**
+ * Accept connections and run one session each (at most `maxConnections` at once; more are closed).
+ * Unix sockets use node:net; vsock uses the native addon.
+ */
+export async function listenSessions(
+  at: ListenEndpoint,
+  onConnection: (stream: Duplex) => Promise<void>,
+  opts: { maxConnections?: number; log?: (line: string) => void } = {},
+): Promise<WorkerServer> {
+  const max = opts.maxConnections ?? 4;
+  let live = 0;
+  const streams = new Set<Duplex>();
+  const accept = (s: Duplex) => {
+    if (live >= max) {
+      opts.log?.(`connection refused: ${max} sessions already open`);
+      s.destroy();
+      return;
+    }
+    live++;
+    streams.add(s);
+    onConnection(s)
+      .catch(() => undefined)
+      .finally(() => {
+        live--;
+        streams.delete(s);
+      });
+  };
+  if (at.kind === 'unix') {
+    if (existsSync(at.path)) {
+      if (!lstatSync(at.path).isSocket()) throw new ToolkitError('ERR_CONFIG_INVALID', `${at.path} exists and is not a socket`);
+      unlinkSync(at.path);
+    }
+    const server: Server = createServer({ allowHalfOpen: true }, accept);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(at.path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return {
+      close: () =>
+        new Promise<void>((resolve) => {
+          for (const s of streams) s.destroy();
+          server.close(() => resolve());
+        }),
+    };
+  }
+  const native = (await import('../native/index.js')) as unknown as {
+    listenVsock?: (port: number, o?: { cid?: number; allowHalfOpen?: boolean }) => import('node:events').EventEmitter & { close(cb?: () => void): unknown };
+  };
+  if (typeof native.listenVsock !== 'function')
+    throw new ToolkitError('ERR_PLATFORM_UNAVAILABLE', 'listening on vsock needs the native addon', { reason: 'native' });
+  const server = native.listenVsock(at.port, { cid: at.cid, allowHalfOpen: true });
+  server.on('connection', accept);
+  server.on('error', (e: Error) => opts.log?.(`vsock listener error: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of streams) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
