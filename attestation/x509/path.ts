@@ -100,8 +100,18 @@ function checkSignature(crypto: CryptoProvider, child: CertFacts, issuer: CertFa
   if (!ok) throw new PathError('cert_signature', `certificate ${depth} signature does not verify with its issuer's key`, depth);
 }
 
+// SubjectPublicKeyInfo header for an uncompressed P-384 key: SEQUENCE(118) { id-ecPublicKey, secp384r1 }, BIT STRING(98) 00 04.
+const P384_SPKI_PREFIX = Uint8Array.of(
+  0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00, 0x04,
+);
+
+function isP384Spki(spki: Uint8Array): boolean {
+  return spki.length === 120 && P384_SPKI_PREFIX.every((x, i) => spki[i] === x);
+}
+
 /** Rules that depend only on the certificate, its role and `now`; run on every call. */
 function checkRules(c: CertFacts, depth: number, role: 'ca' | 'leaf', following: number, now: number): void {
+  if (!isP384Spki(c.spki)) throw new PathError('public_key', `certificate ${depth} key is not ECDSA P-384`, depth);
   if (now < c.notBefore.getTime()) throw new PathError('not_yet_valid', `certificate ${depth} is not valid before ${c.notBefore.toISOString()}`, depth);
   if (now > c.notAfter.getTime()) throw new PathError('expired', `certificate ${depth} expired at ${c.notAfter.toISOString()}`, depth);
   if (c.unknownCritical.length > 0) throw new PathError('critical_extension', `certificate ${depth} has an unknown critical extension ${c.unknownCritical[0]}`, depth);
