@@ -1,0 +1,625 @@
+/**
+ * A local AWS KMS: a `node:http` server on loopback that speaks KMS's JSON 1.1 protocol, so the
+ * unmodified `@aws-sdk/client-kms` talks to it with only `endpoint` set. Keys live in a state folder
+ * (see store.ts), key policies are enforced (see ../key-policy.ts), and a request with a `Recipient`
+ * gets its attestation document verified and its answer as `CiphertextForRecipient`, never as
+ * `Plaintext`, exactly like AWS.
+ *
+ * The SigV4 signature is not checked: the simulator has a single account and every caller is a
+ * principal of it.
+ */
+import { createPublicKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { isToolkitError } from '../../attestation/errors.js';
+import { defaultKeyPolicy, evaluateKeyPolicy, parseKeyPolicy, KeyPolicyError, type KeyPolicy } from '../key-policy.js';
+import { blobKeyId, openBlob, sealBlob, type EncryptionContext } from './blob.js';
+import { buildCiphertextForRecipient } from './cms.js';
+import { fault, KmsFault } from './errors.js';
+import { KeyStore, type KeyRecord } from './store.js';
+
+export const DEFAULT_ACCOUNT_ID = '111122223333';
+export const DEFAULT_REGION = 'us-east-1';
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+
+/** What a verified attestation document tells the key policy. */
+export interface RecipientClaims {
+  platform: 'nitro' | 'simulator';
+  pcrs: ReadonlyMap<number, Uint8Array>;
+  /** DER SubjectPublicKeyInfo from the document's `public_key`. */
+  publicKey?: Uint8Array | null | undefined;
+}
+
+export interface RecipientVerifyContext {
+  now: Date;
+  /** Only when the simulator was started with trustSimulator; otherwise empty. */
+  simulatorRoots: readonly Uint8Array[];
+}
+
+/** Verify a Recipient's attestation document or throw. */
+export type RecipientVerifier = (document: Uint8Array, ctx: RecipientVerifyContext) => RecipientClaims | Promise<RecipientClaims>;
+
+export interface KmsSimulatorOptions {
+  host?: string;
+  port?: number;
+  stateDir: string;
+  /** Also trust `simulatorRoots` (the simulator CA) for Recipient documents. Off by default. */
+  trustSimulator?: boolean;
+  /** DER roots of the simulator CA; used only with trustSimulator. */
+  simulatorRoots?: readonly Uint8Array[];
+  now?: () => Date;
+  verifyRecipient?: RecipientVerifier;
+  accountId?: string;
+  region?: string;
+  maxBodyBytes?: number;
+  /** One line per request (operation, status, error type); never request or response bodies. */
+  log?: (line: string) => void;
+}
+
+export interface KmsSimulator {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+type Json = Record<string, unknown>;
+type Handler = (body: Json) => Promise<Json>;
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const ALIAS_RE = /^alias\/[a-zA-Z0-9/_-]+$/;
+const MAX_DOC_BYTES = 262144;
+const INVALID_CIPHERTEXT = 'The ciphertext is not valid for this key and encryption context';
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
+
+function validation(field: string, constraint: string): KmsFault {
+  return fault('ValidationException', `1 validation error detected: Value at '${field}' failed to satisfy constraint: ${constraint}`);
+}
+
+function optString(body: Json, field: string, min = 1, max = 2048): string | undefined {
+  const v = body[field];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw fault('SerializationException', `'${field}' must be a string`);
+  if (v.length < min || v.length > max) throw validation(field, `Member must have length between ${min} and ${max}`);
+  return v;
+}
+
+function reqString(body: Json, field: string, min = 1, max = 2048): string {
+  const v = optString(body, field, min, max);
+  if (v === undefined) throw validation(field, 'Member must not be null');
+  return v;
+}
+
+function optInt(body: Json, field: string, min: number, max: number): number | undefined {
+  const v = body[field];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw fault('SerializationException', `'${field}' must be an integer`);
+  if (v < min || v > max) throw validation(field, `Member must have value between ${min} and ${max}`);
+  return v;
+}
+
+function optBool(body: Json, field: string): boolean {
+  const v = body[field];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw fault('SerializationException', `'${field}' must be a boolean`);
+  return v;
+}
+
+function decodeB64(v: unknown, field: string, min: number, max: number): Uint8Array {
+  if (typeof v !== 'string') throw fault('SerializationException', `'${field}' must be a base64 string`);
+  // Bound before decoding: base64 is 4/3 of the bytes.
+  if (v.length > Math.ceil(max / 3) * 4 + 4 || !B64_RE.test(v)) throw fault('SerializationException', `'${field}' is not valid base64`);
+  const out = new Uint8Array(Buffer.from(v, 'base64'));
+  if (out.length < min || out.length > max) throw validation(field, `Member must have length between ${min} and ${max}`);
+  return out;
+}
+
+function reqBlob(body: Json, field: string, min: number, max: number): Uint8Array {
+  if (body[field] === undefined || body[field] === null) throw validation(field, 'Member must not be null');
+  return decodeB64(body[field], field, min, max);
+}
+
+function encryptionContext(body: Json, field: string): EncryptionContext {
+  const v = body[field];
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw fault('SerializationException', `'${field}' must be a map of strings`);
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
+  let n = 0;
+  for (const [k, val] of Object.entries(v as Json)) {
+    if (typeof val !== 'string') throw fault('SerializationException', `'${field}' must be a map of strings`);
+    if (k.length === 0 || val.length === 0) throw validation(field, 'Map keys and values must not be empty');
+    n += k.length + val.length;
+    out[k] = val;
+  }
+  if (n > 8192) throw validation(field, 'Encryption context is too large');
+  return out;
+}
+
+function checkGrantTokens(body: Json): void {
+  const v = body.GrantTokens;
+  if (v === undefined || v === null) return;
+  if (!Array.isArray(v) || v.length > 10 || !v.every((t) => typeof t === 'string')) throw fault('SerializationException', "'GrantTokens' must be a list of up to 10 strings");
+}
+
+function checkAlgorithm(body: Json, field: string): void {
+  const v = optString(body, field);
+  if (v !== undefined && v !== 'SYMMETRIC_DEFAULT')
+    throw fault('ValidationException', `${field} ${v} is not supported for a symmetric key`);
+}
+
+/** Condition-key values a request brings to the key policy. */
+function contextKeys(ctx: EncryptionContext, claims: RecipientClaims | undefined): Map<string, string[]> {
+  const m = new Map<string, string[]>();
+  const keys = Object.keys(ctx);
+  if (keys.length > 0) m.set('kms:EncryptionContextKeys', keys);
+  for (const k of keys) m.set(`kms:EncryptionContext:${k}`, [ctx[k]!]);
+  if (claims !== undefined) {
+    const pcr0 = claims.pcrs.get(0);
+    if (pcr0 !== undefined) m.set('kms:RecipientAttestation:ImageSha384', [hex(pcr0)]);
+    for (const [i, v] of claims.pcrs) m.set(`kms:RecipientAttestation:PCR${i}`, [hex(v)]);
+  }
+  return m;
+}
+
+interface Recipient {
+  claims: RecipientClaims;
+  spki: Uint8Array;
+  key: KeyObject;
+}
+
+// The verifier module is built in parallel; loaded by name until it lands so this file typechecks.
+const NITRO_VERIFY_MODULE = '../../attestation/nitro/verify.js';
+type NitroVerify = (
+  doc: Uint8Array,
+  options: { now: Date; simulatorRoots: Uint8Array[]; allowDebug: boolean },
+) => { platform: 'nitro' | 'simulator'; pcrs: ReadonlyMap<number, Uint8Array>; publicKey?: Uint8Array | null };
+
+async function defaultVerifier(document: Uint8Array, ctx: RecipientVerifyContext): Promise<RecipientClaims> {
+  const { verifyNitro } = (await import(NITRO_VERIFY_MODULE)) as { verifyNitro: NitroVerify };
+  const trustSim = ctx.simulatorRoots.length > 0;
+  // Simulated enclaves run like debug enclaves (their PCRs are not an AWS-built image), so debug
+  // documents are accepted only from the simulator root, never from AWS's.
+  const v = verifyNitro(document, { now: ctx.now, simulatorRoots: [...ctx.simulatorRoots], allowDebug: trustSim });
+  const pcr0 = v.pcrs.get(0);
+  if (v.platform !== 'simulator' && (pcr0 === undefined || pcr0.every((b) => b === 0)))
+    throw new Error('a debug-mode enclave document cannot be a Recipient');
+  return { platform: v.platform, pcrs: v.pcrs, publicKey: v.publicKey };
+}
+
+export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<KmsSimulator> {
+  const host = options.host ?? '127.0.0.1';
+  const account = options.accountId ?? DEFAULT_ACCOUNT_ID;
+  const region = options.region ?? DEFAULT_REGION;
+  const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const now = options.now ?? (() => new Date());
+  const verify = options.verifyRecipient ?? defaultVerifier;
+  const simulatorRoots = options.trustSimulator ? [...(options.simulatorRoots ?? [])] : [];
+  if (options.trustSimulator && simulatorRoots.length === 0) throw new TypeError('"trustSimulator" needs "simulatorRoots"');
+  if (!/^\d{12}$/.test(account)) throw new TypeError('"accountId" expected 12 digits');
+  const log = options.log ?? (() => undefined);
+  const store = await KeyStore.open(options.stateDir);
+  const policies = new Map<string, { text: string; parsed: KeyPolicy }>();
+  const caller = `arn:aws:iam::${account}:root`;
+  const keyArn = (id: string): string => `arn:aws:kms:${region}:${account}:key/${id}`;
+  const aliasArn = (name: string): string => `arn:aws:kms:${region}:${account}:${name}`;
+
+  function policyOf(k: KeyRecord): KeyPolicy {
+    const c = policies.get(k.keyId);
+    if (c !== undefined && c.text === k.policy) return c.parsed;
+    const parsed = parseKeyPolicy(k.policy);
+    policies.set(k.keyId, { text: k.policy, parsed });
+    return parsed;
+  }
+
+  function authorize(k: KeyRecord, action: string, keys: ReadonlyMap<string, readonly string[]>): void {
+    const d = evaluateKeyPolicy(policyOf(k), { action, resource: k.arn, account, keys });
+    if (d === 'allow') return;
+    const why = d === 'explicit-deny' ? 'with an explicit deny in a resource-based policy' : `because no resource-based policy allows the ${action} action`;
+    throw fault('AccessDeniedException', `User: ${caller} is not authorized to perform: ${action} on resource: ${k.arn} ${why}`);
+  }
+
+  function resolveKey(id: string, allowAlias = true): KeyRecord {
+    let keyId: string | undefined;
+    const arn = /^arn:aws:kms:([^:]+):(\d{12}):(key\/.+|alias\/.+)$/.exec(id);
+    const local = arn ? (arn[1] === region && arn[2] === account ? arn[3]! : undefined) : id;
+    if (local === undefined) keyId = undefined;
+    else if (local.startsWith('key/')) keyId = local.slice(4);
+    else if (local.startsWith('alias/')) {
+      if (!allowAlias) throw fault('NotFoundException', `Invalid keyId '${id}'`);
+      keyId = store.aliases.get(local)?.targetKeyId;
+      if (keyId === undefined) throw fault('NotFoundException', `Alias ${aliasArn(local)} is not found.`);
+    } else if (!arn) keyId = local;
+    const k = keyId !== undefined && UUID_RE.test(keyId) ? store.keys.get(keyId) : undefined;
+    if (k === undefined) throw fault('NotFoundException', UUID_RE.test(keyId ?? '') ? `Key '${keyArn(keyId!)}' does not exist` : `Invalid keyId '${id.slice(0, 300)}'`);
+    return k;
+  }
+
+  async function recipient(body: Json): Promise<Recipient | undefined> {
+    const r = body.Recipient;
+    if (r === undefined || r === null) return undefined;
+    if (typeof r !== 'object' || Array.isArray(r)) throw fault('SerializationException', "'Recipient' must be an object");
+    const rj = r as Json;
+    const alg = optString(rj, 'KeyEncryptionAlgorithm');
+    if (alg !== undefined && alg !== 'RSAES_OAEP_SHA_256') throw validation('recipient.keyEncryptionAlgorithm', 'Member must satisfy enum value set: [RSAES_OAEP_SHA_256]');
+    const doc = reqBlob(rj, 'AttestationDocument', 1, MAX_DOC_BYTES);
+    let claims: RecipientClaims;
+    try {
+      claims = await verify(doc, { now: now(), simulatorRoots });
+    } catch (e) {
+      const code = isToolkitError(e) ? e.code : 'verification failed';
+      throw fault('ValidationException', `The attestation document in the Recipient is not valid (${code})`);
+    }
+    const spki = claims.publicKey;
+    if (!(spki instanceof Uint8Array) || spki.length === 0) throw fault('ValidationException', 'The attestation document has no public_key');
+    let key: KeyObject;
+    try {
+      key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+    } catch {
+      throw fault('ValidationException', 'The attestation document public_key is not a DER SubjectPublicKeyInfo');
+    }
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (key.asymmetricKeyType !== 'rsa' || bits < 2048 || bits > 4096)
+      throw fault('ValidationException', 'The attestation document public_key must be an RSA key of 2048 to 4096 bits');
+    return { claims, spki, key };
+  }
+
+  function dryRun(body: Json): void {
+    if (optBool(body, 'DryRun')) throw fault('DryRunOperationException', 'The request would have succeeded, but the DryRun option is set.');
+  }
+
+  function keyMetadata(k: KeyRecord): Json {
+    return {
+      AWSAccountId: account,
+      KeyId: k.keyId,
+      Arn: k.arn,
+      CreationDate: k.creationDate,
+      Enabled: true,
+      Description: k.description,
+      KeyUsage: 'ENCRYPT_DECRYPT',
+      KeyState: 'Enabled',
+      Origin: 'AWS_KMS',
+      KeyManager: 'CUSTOMER',
+      CustomerMasterKeySpec: 'SYMMETRIC_DEFAULT',
+      KeySpec: 'SYMMETRIC_DEFAULT',
+      EncryptionAlgorithms: ['SYMMETRIC_DEFAULT'],
+      MultiRegion: false,
+    };
+  }
+
+  function checkPolicyText(text: string): void {
+    try {
+      parseKeyPolicy(text);
+    } catch (e) {
+      if (e instanceof KeyPolicyError) throw fault('MalformedPolicyDocumentException', e.message);
+      throw e;
+    }
+  }
+
+  function listPage<T>(items: T[], body: Json): { page: T[]; next: string | undefined } {
+    const limit = optInt(body, 'Limit', 1, 1000) ?? 100;
+    const marker = optString(body, 'Marker', 1, 1024);
+    let start = 0;
+    if (marker !== undefined) {
+      if (!/^\d{1,9}$/.test(marker) || Number(marker) > items.length) throw fault('InvalidMarkerException', 'Invalid marker');
+      start = Number(marker);
+    }
+    const page = items.slice(start, start + limit);
+    return { page, next: start + limit < items.length ? String(start + limit) : undefined };
+  }
+
+  function dataKeyLength(body: Json): number {
+    const spec = optString(body, 'KeySpec');
+    const n = optInt(body, 'NumberOfBytes', 1, 1024);
+    if (spec !== undefined && n !== undefined) throw fault('ValidationException', 'KeySpec and NumberOfBytes are mutually exclusive');
+    if (spec === undefined && n === undefined) throw fault('ValidationException', 'Either KeySpec or NumberOfBytes is required');
+    if (spec !== undefined && spec !== 'AES_256' && spec !== 'AES_128') throw validation('keySpec', 'Member must satisfy enum value set: [AES_256, AES_128]');
+    return n ?? (spec === 'AES_128' ? 16 : 32);
+  }
+
+  const ops: Record<string, Handler> = {
+    async CreateKey(body) {
+      const policy = optString(body, 'Policy', 1, 32768) ?? defaultKeyPolicy(account);
+      const description = optString(body, 'Description', 0, 8192) ?? '';
+      const usage = optString(body, 'KeyUsage');
+      if (usage !== undefined && usage !== 'ENCRYPT_DECRYPT') throw fault('UnsupportedOperationException', `KeyUsage ${usage} is not supported by the simulator`);
+      for (const f of ['KeySpec', 'CustomerMasterKeySpec']) {
+        const s = optString(body, f);
+        if (s !== undefined && s !== 'SYMMETRIC_DEFAULT') throw fault('UnsupportedOperationException', `${f} ${s} is not supported by the simulator`);
+      }
+      const origin = optString(body, 'Origin');
+      if (origin !== undefined && origin !== 'AWS_KMS') throw fault('UnsupportedOperationException', `Origin ${origin} is not supported by the simulator`);
+      if (optBool(body, 'MultiRegion')) throw fault('UnsupportedOperationException', 'multi-Region keys are not supported by the simulator');
+      optBool(body, 'BypassPolicyLockoutSafetyCheck');
+      checkPolicyText(policy);
+      const keyId = randomUUID();
+      const rec: KeyRecord = {
+        keyId,
+        arn: keyArn(keyId),
+        creationDate: Math.floor(now().getTime() / 1000),
+        description,
+        policy,
+        material: new Uint8Array(randomBytes(32)),
+      };
+      await store.update(() => {
+        store.keys.set(keyId, rec);
+        return { result: undefined, undo: () => store.keys.delete(keyId) };
+      });
+      return { KeyMetadata: keyMetadata(rec) };
+    },
+
+    async DescribeKey(body) {
+      checkGrantTokens(body);
+      const k = resolveKey(reqString(body, 'KeyId'));
+      authorize(k, 'kms:DescribeKey', new Map());
+      return { KeyMetadata: keyMetadata(k) };
+    },
+
+    async ListKeys(body) {
+      const { page, next } = listPage([...store.keys.values()], body);
+      return { Keys: page.map((k) => ({ KeyId: k.keyId, KeyArn: k.arn })), Truncated: next !== undefined, ...(next ? { NextMarker: next } : {}) };
+    },
+
+    async CreateAlias(body) {
+      const name = reqString(body, 'AliasName', 1, 256);
+      if (!ALIAS_RE.test(name)) throw fault('ValidationException', `Alias must start with the prefix "alias/" and use only letters, digits, /, _ and -`);
+      if (name.startsWith('alias/aws/')) throw fault('InvalidAliasNameException', 'Aliases starting with alias/aws/ are reserved for AWS managed keys');
+      const k = resolveKey(reqString(body, 'TargetKeyId'), false);
+      authorize(k, 'kms:CreateAlias', new Map());
+      await store.update(() => {
+        if (store.aliases.has(name)) throw fault('AlreadyExistsException', `An alias with the name ${aliasArn(name)} already exists`);
+        store.aliases.set(name, { name, targetKeyId: k.keyId, creationDate: Math.floor(now().getTime() / 1000) });
+        return { result: undefined, undo: () => store.aliases.delete(name) };
+      });
+      return {};
+    },
+
+    async ListAliases(body) {
+      const keyId = optString(body, 'KeyId');
+      const target = keyId === undefined ? undefined : resolveKey(keyId, false).keyId;
+      const all = [...store.aliases.values()].filter((a) => target === undefined || a.targetKeyId === target);
+      const { page, next } = listPage(all, body);
+      return {
+        Aliases: page.map((a) => ({ AliasName: a.name, AliasArn: aliasArn(a.name), TargetKeyId: a.targetKeyId, CreationDate: a.creationDate })),
+        Truncated: next !== undefined,
+        ...(next ? { NextMarker: next } : {}),
+      };
+    },
+
+    async GetKeyPolicy(body) {
+      const k = resolveKey(reqString(body, 'KeyId'), false);
+      const name = optString(body, 'PolicyName', 1, 128) ?? 'default';
+      if (name !== 'default') throw fault('NotFoundException', `No such policy exists: ${name}`);
+      authorize(k, 'kms:GetKeyPolicy', new Map());
+      return { Policy: k.policy, PolicyName: 'default' };
+    },
+
+    async PutKeyPolicy(body) {
+      const k = resolveKey(reqString(body, 'KeyId'), false);
+      const name = optString(body, 'PolicyName', 1, 128) ?? 'default';
+      if (name !== 'default') throw fault('NotFoundException', `No such policy exists: ${name}`);
+      const policy = reqString(body, 'Policy', 1, 32768);
+      optBool(body, 'BypassPolicyLockoutSafetyCheck');
+      checkPolicyText(policy);
+      authorize(k, 'kms:PutKeyPolicy', new Map());
+      await store.update(() => {
+        const old = k.policy;
+        k.policy = policy;
+        return { result: undefined, undo: () => (k.policy = old) };
+      });
+      return {};
+    },
+
+    async Encrypt(body) {
+      checkGrantTokens(body);
+      const k = resolveKey(reqString(body, 'KeyId'));
+      const plaintext = reqBlob(body, 'Plaintext', 1, 4096);
+      const ctx = encryptionContext(body, 'EncryptionContext');
+      checkAlgorithm(body, 'EncryptionAlgorithm');
+      authorize(k, 'kms:Encrypt', contextKeys(ctx, undefined));
+      dryRun(body);
+      return { CiphertextBlob: b64(sealBlob(k.keyId, k.material, plaintext, ctx)), KeyId: k.arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+    },
+
+    async Decrypt(body) {
+      checkGrantTokens(body);
+      const blob = reqBlob(body, 'CiphertextBlob', 1, 6144);
+      const ctx = encryptionContext(body, 'EncryptionContext');
+      checkAlgorithm(body, 'EncryptionAlgorithm');
+      const keyIdArg = optString(body, 'KeyId');
+      const blobId = blobKeyId(blob);
+      if (blobId === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
+      const k = store.keys.get(blobId);
+      if (keyIdArg !== undefined && resolveKey(keyIdArg).keyId !== blobId)
+        throw fault('IncorrectKeyException', 'The key ID in the request does not identify a CMK that can perform this operation.');
+      if (k === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
+      const rcpt = await recipient(body);
+      authorize(k, 'kms:Decrypt', contextKeys(ctx, rcpt?.claims));
+      const plaintext = openBlob(blob, k.material, ctx);
+      if (plaintext === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
+      dryRun(body);
+      const base = { KeyId: k.arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+      if (rcpt) return { ...base, CiphertextForRecipient: b64(buildCiphertextForRecipient(plaintext, rcpt.spki, rcpt.key)) };
+      return { ...base, Plaintext: b64(plaintext) };
+    },
+
+    async ReEncrypt(body) {
+      checkGrantTokens(body);
+      const blob = reqBlob(body, 'CiphertextBlob', 1, 6144);
+      const srcCtx = encryptionContext(body, 'SourceEncryptionContext');
+      const dstCtx = encryptionContext(body, 'DestinationEncryptionContext');
+      checkAlgorithm(body, 'SourceEncryptionAlgorithm');
+      checkAlgorithm(body, 'DestinationEncryptionAlgorithm');
+      const dst = resolveKey(reqString(body, 'DestinationKeyId'));
+      const srcArg = optString(body, 'SourceKeyId');
+      const blobId = blobKeyId(blob);
+      if (blobId === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
+      if (srcArg !== undefined && resolveKey(srcArg).keyId !== blobId)
+        throw fault('IncorrectKeyException', 'The key ID in the request does not identify a CMK that can perform this operation.');
+      const src = store.keys.get(blobId);
+      if (src === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
+      authorize(src, 'kms:ReEncryptFrom', contextKeys(srcCtx, undefined));
+      authorize(dst, 'kms:ReEncryptTo', contextKeys(dstCtx, undefined));
+      const plaintext = openBlob(blob, src.material, srcCtx);
+      if (plaintext === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
+      try {
+        dryRun(body);
+        return {
+          CiphertextBlob: b64(sealBlob(dst.keyId, dst.material, plaintext, dstCtx)),
+          SourceKeyId: src.arn,
+          KeyId: dst.arn,
+          SourceEncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
+          DestinationEncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
+        };
+      } finally {
+        plaintext.fill(0);
+      }
+    },
+
+    async GenerateDataKey(body) {
+      checkGrantTokens(body);
+      const k = resolveKey(reqString(body, 'KeyId'));
+      const n = dataKeyLength(body);
+      const ctx = encryptionContext(body, 'EncryptionContext');
+      const rcpt = await recipient(body);
+      authorize(k, 'kms:GenerateDataKey', contextKeys(ctx, rcpt?.claims));
+      dryRun(body);
+      const dataKey = new Uint8Array(randomBytes(n));
+      try {
+        const base = { KeyId: k.arn, CiphertextBlob: b64(sealBlob(k.keyId, k.material, dataKey, ctx)) };
+        if (rcpt) return { ...base, CiphertextForRecipient: b64(buildCiphertextForRecipient(dataKey, rcpt.spki, rcpt.key)) };
+        return { ...base, Plaintext: b64(dataKey) };
+      } finally {
+        dataKey.fill(0);
+      }
+    },
+
+    async GenerateDataKeyWithoutPlaintext(body) {
+      checkGrantTokens(body);
+      const k = resolveKey(reqString(body, 'KeyId'));
+      const n = dataKeyLength(body);
+      const ctx = encryptionContext(body, 'EncryptionContext');
+      authorize(k, 'kms:GenerateDataKeyWithoutPlaintext', contextKeys(ctx, undefined));
+      dryRun(body);
+      const dataKey = new Uint8Array(randomBytes(n));
+      try {
+        return { KeyId: k.arn, CiphertextBlob: b64(sealBlob(k.keyId, k.material, dataKey, ctx)) };
+      } finally {
+        dataKey.fill(0);
+      }
+    },
+
+    async GenerateRandom(body) {
+      const n = optInt(body, 'NumberOfBytes', 1, 1024);
+      if (n === undefined) throw validation('numberOfBytes', 'Member must not be null');
+      if (optString(body, 'CustomKeyStoreId') !== undefined) throw fault('UnsupportedOperationException', 'custom key stores are not supported by the simulator');
+      const rcpt = await recipient(body);
+      const bytes = new Uint8Array(randomBytes(n));
+      if (rcpt) return { CiphertextForRecipient: b64(buildCiphertextForRecipient(bytes, rcpt.spki, rcpt.key)) };
+      return { Plaintext: b64(bytes) };
+    },
+  };
+
+  function send(res: ServerResponse, status: number, body: Json, extra: Record<string, string> = {}): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'content-type': 'application/x-amz-json-1.1',
+      'content-length': Buffer.byteLength(text),
+      'x-amzn-requestid': randomUUID(),
+      ...extra,
+    });
+    res.end(text);
+  }
+
+  function sendFault(res: ServerResponse, f: KmsFault, close = false): void {
+    send(res, f.status, { __type: f.type, message: f.message }, { 'x-amzn-errortype': f.type, ...(close ? { connection: 'close' } : {}) });
+  }
+
+  function readBody(req: IncomingMessage): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const declared = Number(req.headers['content-length'] ?? '0');
+      if (declared > maxBody) {
+        reject(fault('SerializationException', `Request body exceeds ${maxBody} bytes`, 413));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let n = 0;
+      req.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n > maxBody) {
+          req.removeAllListeners('data');
+          req.pause();
+          reject(fault('SerializationException', `Request body exceeds ${maxBody} bytes`, 413));
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('end', () => resolve(Buffer.concat(chunks)));
+      req.on('error', reject);
+    });
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let op = '-';
+    try {
+      if (req.method !== 'POST' || req.url !== '/') throw fault('UnknownOperationException', 'Only POST / is supported', 404);
+      const target = req.headers['x-amz-target'];
+      const m = typeof target === 'string' ? /^TrentService\.([A-Za-z]{1,64})$/.exec(target) : null;
+      const handler = m && Object.hasOwn(ops, m[1]!) ? ops[m[1]!] : undefined;
+      op = m?.[1] ?? '-';
+      const ct = req.headers['content-type'] ?? '';
+      const raw = await readBody(req);
+      if (!handler) throw fault('UnknownOperationException', '');
+      if (!/^application\/x-amz-json-1\.[01](?:\s*;.*)?$/i.test(ct)) throw fault('SerializationException', 'content-type must be application/x-amz-json-1.1');
+      let body: unknown;
+      try {
+        body = raw.length === 0 ? {} : JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
+      } catch {
+        throw fault('SerializationException', 'Start of structure or map found where not expected, or malformed JSON');
+      }
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw fault('SerializationException', 'The request body must be a JSON object');
+      const out = await handler(body as Json);
+      send(res, 200, out);
+      log(`${op} 200`);
+    } catch (e) {
+      let f: KmsFault;
+      if (e instanceof KmsFault) f = e;
+      else {
+        // Only the error code goes to the log: a message might quote request data.
+        f = fault('KMSInternalException', 'The request was rejected because an internal exception occurred.');
+        log(`${op} internal error ${isToolkitError(e) ? e.code : (e as Error)?.name ?? 'unknown'}`);
+      }
+      const close = f.status === 413;
+      if (!res.headersSent) sendFault(res, f, close);
+      if (close) res.on('finish', () => req.socket.destroy());
+      log(`${op} ${f.status} ${f.type}`);
+    }
+  }
+
+  const server: Server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
+    void handle(req, res);
+  });
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${urlHost}:${addr.port}`,
+    port: addr.port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }).then(() => store.flush());
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,70 @@
+/** Shared by the KMS simulator tests: a simulated enclave (CA + RSA recipient key) and SDK clients. */
+import { X509Certificate, generateKeyPairSync, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { createNitroSimCa, issueNitroDocument, type NitroSimCa } from '../../attestation/sim/nitro.js';
+import { parseNitroDocument } from '../../attestation/nitro/parse.js';
+import { sigStructure } from '../../attestation/nitro/cose.js';
+import { AttestationError } from '../../attestation/errors.js';
+import type { RecipientVerifier } from '../../host/kms-sim/server.js';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+export const NOW = new Date('2026-06-01T12:00:00Z');
+
+export function kmsClient(url: string): KMSClient {
+  return new KMSClient({
+    region: 'us-east-1',
+    endpoint: url,
+    credentials: { accessKeyId: 'AKIDSIMULATOR', secretAccessKey: 'simulator' },
+    maxAttempts: 1,
+  });
+}
+
+export function tempDir(prefix = 'enclavekit-kms-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export const pcr = (fill: number): Uint8Array => new Uint8Array(48).fill(fill);
+
+export interface SimEnclave {
+  ca: NitroSimCa;
+  privateKey: KeyObject;
+  spki: Uint8Array;
+  document(pcrs: Map<number, Uint8Array>, publicKey?: Uint8Array | null): Promise<Uint8Array>;
+}
+
+let shared: Promise<{ ca: NitroSimCa; privateKey: KeyObject; spki: Uint8Array }> | undefined;
+
+export async function simEnclave(): Promise<SimEnclave> {
+  shared ??= (async () => {
+    const ca = await createNitroSimCa({ now: NOW });
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    return { ca, privateKey, spki: new Uint8Array(publicKey.export({ type: 'spki', format: 'der' })) };
+  })();
+  const s = await shared;
+  return {
+    ...s,
+    document: (pcrs, publicKey) =>
+      issueNitroDocument(s.ca, { moduleId: 'i-0123456789abcdef0-enc0123456789abcdef', timestamp: NOW, pcrs, publicKey: publicKey === undefined ? s.spki : publicKey }),
+  };
+}
+
+/**
+ * Stand-in until the real verifier lands: parse strictly, require the pinned simulator root as
+ * cabundle[0] and check the COSE ES384 signature with the leaf key. (No path validation.)
+ */
+export function stubVerifier(): RecipientVerifier {
+  return (doc, ctx) => {
+    const p = parseNitroDocument(doc);
+    const root = ctx.simulatorRoots.find((r) => Buffer.from(r).equals(Buffer.from(p.cabundle[0]!)));
+    if (root === undefined) throw new AttestationError('ERR_NITRO_CHAIN_INVALID', 'untrusted root');
+    const leaf = new X509Certificate(p.certificate);
+    const ok = nodeVerify('sha384', sigStructure(p.protectedHeader, p.payload), { key: leaf.publicKey, dsaEncoding: 'ieee-p1363' }, p.signature);
+    if (!ok) throw new AttestationError('ERR_NITRO_SIGNATURE_INVALID', 'bad signature');
+    return { platform: 'simulator', pcrs: p.pcrs, publicKey: p.publicKey };
+  };
+}
