@@ -10,3 +10,5 @@ export { nodeCrypto } from './crypto/node.js';
 export { nobleCrypto } from './crypto/noble.js';
 export * from './nitro/index.js';
 export { verifyNitro } from './nitro/node.js';
+export * from './sevsnp/index.js';
+export { verifySevSnp } from './sevsnp/node.js';

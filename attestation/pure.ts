@@ -6,3 +6,5 @@ export type { CryptoProvider } from './crypto/provider.js';
 export { nobleCrypto } from './crypto/noble.js';
 export * from './nitro/index.js';
 export { verifyNitro } from './nitro/pure.js';
+export * from './sevsnp/index.js';
+export { verifySevSnp } from './sevsnp/pure.js';

@@ -50,7 +50,7 @@ export interface SnpVerifyOptions {
   roots?: readonly Uint8Array[];
   /** Simulator ARKs, trusted only when passed here; reports under them get `platform: 'simulator'`. */
   simulatorRoots?: readonly Uint8Array[];
-  /** Crypto backend (default: the pure-JS backend here; the package entry passes node:crypto). */
+  /** Crypto backend (default: node:crypto from `enclavekit/attestation`, noble from `/pure`). */
   crypto?: CryptoProvider;
   policy?: SnpPolicy;
   /** The product, when the caller knows it; must agree with the CPUID bytes and the leaf. */
@@ -70,7 +70,11 @@ export interface SnpTcbClaims {
   readonly launch: SnpTcb;
 }
 
+declare const verifiedSnpBrand: unique symbol;
+
 export interface VerifiedSnpReport {
+  /** Only verifySevSnp constructs this type. */
+  readonly [verifiedSnpBrand]: true;
   readonly format: 'sev-snp';
   readonly platform: 'sev-snp' | 'simulator';
   readonly product: SnpProduct;
@@ -100,7 +104,7 @@ export interface VerifiedSnpReport {
 }
 
 const verifiedSet = new WeakSet<object>();
-/** True only for objects returned by verifySevSnp in this process (a KMS gate should require it). */
+/** True only for objects returned by verifySevSnp in this module instance (a KMS gate should require it). */
 export function isVerifiedSnpReport(x: unknown): x is VerifiedSnpReport {
   return typeof x === 'object' && x !== null && verifiedSet.has(x);
 }
@@ -254,11 +258,16 @@ function checkAnchor(a: Anchor, now: Date, crypto: CryptoProvider): void {
  * `ERR_SNP_SIGNATURE_INVALID`, `ERR_SNP_CHAIN_INVALID`, `ERR_SNP_BINDING_INVALID`, `ERR_CERT_INVALID`,
  * `ERR_SNP_CERT_TABLE_INVALID` or `ERR_ATTESTATION_POLICY`.
  */
-export function verifySevSnp(report: Uint8Array, certs: SnpCerts, options: SnpVerifyOptions = {}): VerifiedSnpReport {
+export function verifySevSnpWith(
+  report: Uint8Array,
+  certs: SnpCerts,
+  options: SnpVerifyOptions = {},
+  defaultCrypto: CryptoProvider = nobleCrypto,
+): VerifiedSnpReport {
   if (typeof certs !== 'object' || certs === null) throw new TypeError('"certs" expected an object');
   const now = options.now ?? new Date();
   if (!(now instanceof Date) || Number.isNaN(now.getTime())) throw new TypeError('"now" expected a valid Date');
-  const crypto = options.crypto ?? nobleCrypto;
+  const crypto = options.crypto ?? defaultCrypto;
   const r = parseSnpReport(report);
 
   const pemOrDer = (c: Uint8Array | undefined, label: string) => {
@@ -337,7 +346,7 @@ export function verifySevSnp(report: Uint8Array, certs: SnpCerts, options: SnpVe
     committed: decodeTcb(r.committedTcb, product),
     launch: decodeTcb(r.launchTcb, product),
   });
-  const out: VerifiedSnpReport = Object.freeze({
+  const out = Object.freeze({
     format: 'sev-snp' as const,
     platform: entry.platform,
     product,
@@ -360,7 +369,7 @@ export function verifySevSnp(report: Uint8Array, certs: SnpCerts, options: SnpVe
     signingKeySpki: leaf.spki.slice(),
     validUntil: new Date(entry.notAfter),
     report: Object.freeze(r),
-  });
+  }) as VerifiedSnpReport;
   verifiedSet.add(out);
   return out;
 }
