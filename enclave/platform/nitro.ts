@@ -7,6 +7,7 @@
  */
 import { access, constants } from 'node:fs/promises';
 import { ToolkitError } from '../../attestation/errors.js';
+import { openNsm } from '../../native/nsm.js';
 import { nsmError } from './pcr-bank.js';
 import {
   checkAttestOptions,
@@ -43,18 +44,9 @@ export function platformUnavailable(message: string, reason: string, cause?: unk
 }
 
 async function defaultOpenNsm(devicePath: string): Promise<NsmClientLike> {
-  // The addon module is resolved at run time: a worker built without the addon still runs in
-  // simulator mode, and only asking for the real platform needs it.
-  const spec = '../../native/nsm.js';
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(spec)) as Record<string, unknown>;
-  } catch (e) {
-    throw platformUnavailable('the native addon (NSM client) is not available', 'addon', e);
-  }
-  const open = mod['openNsm'];
-  if (typeof open !== 'function') throw platformUnavailable('the native addon has no NSM client', 'addon');
-  return (await (open as (p: string) => Promise<NsmClientLike>)(devicePath)) as NsmClientLike;
+  // The client is cheap and lazy: the addon is first needed at the first request, so a missing
+  // addon shows up there as ERR_NSM (reason ERR_NATIVE_UNAVAILABLE) rather than at import.
+  return openNsm({ path: devicePath });
 }
 
 export class NitroPlatform implements Platform {
@@ -90,7 +82,10 @@ export class NitroPlatform implements Platform {
       return await fn();
     } catch (e) {
       if (e instanceof ToolkitError) throw e;
-      throw new ToolkitError('ERR_NSM', `NSM ${what} failed`, { reason: 'device', cause: e });
+      // The NSM's own error name (ReadOnlyIndex, InvalidIndex, ...) is the reason, as in the simulator.
+      const n = (e as { nsmError?: unknown; code?: unknown } | null) ?? {};
+      const reason = typeof n.nsmError === 'string' ? n.nsmError : typeof n.code === 'string' ? n.code : 'device';
+      throw new ToolkitError('ERR_NSM', `NSM ${what} failed (${reason})`, { reason, cause: e });
     }
   }
 

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { access, constants, mkdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ToolkitError } from '../../attestation/errors.js';
+import { requireBinding } from '../../native/binding.js';
 import { platformUnavailable } from './nitro.js';
 import { snpReportData } from './sev-snp-binding.js';
 import { noPcrs } from './sim-snp.js';
@@ -21,6 +22,8 @@ export const DEFAULT_SEV_GUEST_PATH = '/dev/sev-guest';
 const SNP_REPORT_SIZE = 0x4a0;
 /** The kernel's SEV_FW_BLOB_MAX_SIZE bound on the certificate blob. */
 const MAX_AUXBLOB = 0x4000 * 4;
+/** Page-aligned room for VCEK + ASK + ARK (about 5 KB in practice). */
+const CERTS_BUFFER = 0x4000;
 
 /** Extended report through the ioctl (the native addon provides one). */
 export type SevGuestExtReport = (reportData: Uint8Array, vmpl: number) => Promise<{ report: Uint8Array; certs: Uint8Array }>;
@@ -43,17 +46,19 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
+/** Extended report through the addon's SNP_GET_EXT_REPORT; parses MSG_REPORT_RSP (sev-snp.md §4.1). */
 async function defaultSevGuest(devicePath: string): Promise<SevGuestExtReport> {
-  const spec = '../../native/sev-guest.js';
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(spec)) as Record<string, unknown>;
-  } catch (e) {
-    throw platformUnavailable('the native addon (/dev/sev-guest) is not available', 'addon', e);
-  }
-  const open = mod['openSevGuest'];
-  if (typeof open !== 'function') throw platformUnavailable('the native addon has no /dev/sev-guest client', 'addon');
-  return (await (open as (p: string) => Promise<SevGuestExtReport>)(devicePath)) as SevGuestExtReport;
+  return async (reportData, vmpl) => {
+    const b = requireBinding('the SEV-SNP guest device (/dev/sev-guest)');
+    const { response, certs } = await b.snpGetExtReport(devicePath, reportData, vmpl, CERTS_BUFFER);
+    if (!(response instanceof Uint8Array) || response.length < 0x20 + SNP_REPORT_SIZE)
+      throw snpDeviceError('MSG_REPORT_RSP is too short', 'response');
+    const dv = new DataView(response.buffer, response.byteOffset, response.byteLength);
+    const status = dv.getUint32(0, true);
+    if (status !== 0) throw snpDeviceError(`SEV-SNP firmware status 0x${status.toString(16)}`, 'firmware_status');
+    if (dv.getUint32(4, true) !== SNP_REPORT_SIZE) throw snpDeviceError('MSG_REPORT_RSP report_size is not 0x4a0', 'response');
+    return { report: response.slice(0x20, 0x20 + SNP_REPORT_SIZE), certs: certs instanceof Uint8Array ? certs : new Uint8Array(0) };
+  };
 }
 
 function snpDeviceError(message: string, reason: string, cause?: unknown): ToolkitError {

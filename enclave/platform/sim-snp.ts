@@ -11,9 +11,9 @@
  */
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
 import { ToolkitError } from '../../attestation/errors.js';
+import { buildSnpCertTable } from '../../attestation/sevsnp/certtable.js';
 import { issueSnpReport, type SnpSimChain, type SnpSimTcb } from '../../attestation/sim/snp.js';
 import { snpReportData } from './sev-snp-binding.js';
-import { buildSnpCertTable } from './snp-cert-table.js';
 import { checkAttestOptions, checkRandomLength, type AttestOptions, type PcrDescription, type Platform } from './types.js';
 
 export interface SimSnpOptions {
@@ -54,11 +54,7 @@ export class SimSnpPlatform implements Platform {
       throw new RangeError('"measurement" expected Uint8Array of length 48');
     this.#o = options;
     this.#random = options.randomBytes ?? ((n) => new Uint8Array(nodeRandomBytes(n)));
-    this.#certTable = buildSnpCertTable([
-      { guid: 'VCEK', der: options.chain.vcek.der },
-      { guid: 'ASK', der: options.chain.ask.der },
-      { guid: 'ARK', der: options.chain.ark.der },
-    ]);
+    this.#certTable = buildSnpCertTable({ vcek: options.chain.vcek.der, ask: options.chain.ask.der, ark: options.chain.ark.der });
   }
 
   #open(): void {

@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { fromHex, toHex } from '../../attestation/bytes.js';
 import { ToolkitError } from '../../attestation/errors.js';
+import { buildSnpCertTable } from '../../attestation/sevsnp/certtable.js';
 import { createNitroSimCa, exportNitroSimCa, importNitroSimCa, issueNitroDocument } from '../../attestation/sim/nitro.js';
 import { createSnpSimChain, exportSnpSimChain, importSnpSimChain, issueSnpReport } from '../../attestation/sim/snp.js';
 import { EXIT_OK, UsageError, usage, type CliIO } from './io.js';
@@ -182,21 +183,6 @@ function snpReportData(publicKey: Uint8Array, userData: Uint8Array, nonce: Uint8
   return h.digest();
 }
 
-function certTable(certs: { guid: string; der: Uint8Array }[]): Uint8Array {
-  const header = (certs.length + 1) * 24;
-  const out = new Uint8Array(header + certs.reduce((n, c) => n + c.der.length, 0));
-  const dv = new DataView(out.buffer);
-  let off = header;
-  certs.forEach((c, i) => {
-    out.set(fromHex(c.guid.replace(/-/g, '')), i * 24);
-    dv.setUint32(i * 24 + 16, off, true);
-    dv.setUint32(i * 24 + 20, c.der.length, true);
-    out.set(c.der, off);
-    off += c.der.length;
-  });
-  return out;
-}
-
 export async function run(argv: string[], io: CliIO): Promise<number> {
   const { values } = usage(() =>
     parseArgs({
@@ -265,11 +251,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       measurement,
       reportData: snpReportData(publicKey, userData ?? new Uint8Array(0), nonce ?? new Uint8Array(0)),
     });
-    const table = certTable([
-      { guid: '63da758d-e664-4564-adc5-f4b93be8accd', der: state.snp.vcek.der },
-      { guid: '4ab7b379-bbac-4fe4-a02f-05aef327c782', der: state.snp.ask.der },
-      { guid: 'c0b406a4-a803-4952-9743-3fb6014cd0ae', der: state.snp.ark.der },
-    ]);
+    const table = buildSnpCertTable({ vcek: state.snp.vcek.der, ask: state.snp.ask.der, ark: state.snp.ark.der });
     evidence = new Uint8Array(report.length + table.length);
     evidence.set(report, 0);
     evidence.set(table, report.length);
