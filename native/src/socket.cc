@@ -148,6 +148,14 @@ class Sock : public Napi::ObjectWrap<Sock> {
     Napi::Object keep = s->Value();  // hold the wrapper for the whole dispatch
     (void)keep;
     if (status < 0) {
+      // libuv turns POLLERR into UV_EBADF and stops the handle; the socket's pending error says
+      // what really happened (ECONNRESET, EPIPE, ECONNREFUSED...).
+      s->armed_ = 0;
+      if (status == UV_EBADF && s->fd_ >= 0) {
+        int so = 0;
+        socklen_t sl = sizeof(so);
+        if (getsockopt(s->fd_, SOL_SOCKET, SO_ERROR, &so, &sl) == 0 && so != 0) status = -so;
+      }
       Napi::Value err = SysError(env, status, s->mode_ == M_LISTEN ? "accept" : s->mode_ == M_CONNECTING ? "connect" : "read").Value();
       int ev = s->mode_ == M_LISTEN ? EV_CONNECTION : s->mode_ == M_CONNECTING ? EV_CONNECT : EV_READ;
       s->reading_ = false;
@@ -295,6 +303,10 @@ class Sock : public Napi::ObjectWrap<Sock> {
   void DoClose() {
     if (closing_ || poll_ == nullptr) return;
     closing_ = true;
+    // Unlink now, not in the close callback, so the path is free as soon as close() returns (as
+    // with libuv pipes).
+    if (mode_ == M_LISTEN && !unixPath_.empty()) ::unlink(unixPath_.c_str());
+    unixPath_.clear();
     reading_ = false;
     uv_poll_stop(poll_);
     uv_close(reinterpret_cast<uv_handle_t*>(poll_), &Sock::OnClose);
@@ -307,7 +319,6 @@ class Sock : public Napi::ObjectWrap<Sock> {
     s->poll_ = nullptr;
     if (s->fd_ >= 0) ::close(s->fd_);
     s->fd_ = -1;
-    if (s->mode_ == M_LISTEN && !s->unixPath_.empty()) ::unlink(s->unixPath_.c_str());
     s->wq_.clear();
     s->wref_.Reset();
     s->pool_.Reset();
