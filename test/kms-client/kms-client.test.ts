@@ -1,0 +1,344 @@
+import 'reflect-metadata';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import * as x509 from '@peculiar/x509';
+import { CreateKeyCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toHex } from '../../attestation/bytes.js';
+import { ToolkitError } from '../../attestation/errors.js';
+import { verifyNitro } from '../../attestation/nitro/node.js';
+import { DataKeyCache, generateRecipientKeyPair, type RecipientKeyPair } from '../../enclave/keys.js';
+import { EnclaveKms, keyReferencesFromManifest, type EnclaveKmsOptions } from '../../enclave/kms-client.js';
+import { SimNitroPlatform } from '../../enclave/platform/sim-nitro.js';
+import { simulatedBootPcrs } from '../../enclave/platform/sim-image.js';
+import { openSimulatorState, type SimulatorState } from '../../enclave/sim-state.js';
+import { buildCiphertextForRecipient } from '../../host/kms-sim/cms.js';
+import { startKmsSimulator, type KmsSimulator } from '../../host/kms-sim/server.js';
+import { buildEnclaveKeyPolicy } from '../../host/key-policy.js';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+const NOW = new Date('2026-06-01T12:00:00Z');
+const IMAGE_A = new Uint8Array(48).fill(0xa);
+const IMAGE_B = new Uint8Array(48).fill(0xb);
+const CTX = { 'enclavekit:dataset': 'ds-1', 'enclavekit:key-ref': 'k1' };
+
+let dir: string;
+let state: SimulatorState;
+let kms: KmsSimulator;
+let port: number;
+let keys: RecipientKeyPair;
+let dataKey: Uint8Array;
+let blob: Uint8Array;
+const servers: { close(cb?: () => void): unknown }[] = [];
+
+/** Resolves once connected, as the `connect` contract asks (addon streams behave the same). */
+function dialTcp(p: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(p, '127.0.0.1');
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+function dialUnix(path: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(path);
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+async function listen(server: net.Server, where: number | string): Promise<void> {
+  servers.push(server);
+  await new Promise<void>((r) => (typeof where === 'number' ? server.listen(where, '127.0.0.1', r) : server.listen(where, r)));
+}
+
+/** A byte pipe Unix socket -> TCP port: what the host's KMS proxy does. */
+async function unixProxy(path: string, toPort: number): Promise<void> {
+  const srv = net.createServer((c) => {
+    const up = net.connect(toPort, '127.0.0.1');
+    c.pipe(up).pipe(c);
+    c.on('error', () => up.destroy());
+    up.on('error', () => c.destroy());
+  });
+  await listen(srv, path);
+}
+
+function platform(imageId: Uint8Array): SimNitroPlatform {
+  return new SimNitroPlatform({ ca: state.nitroCa, identity: { imageId }, now: () => NOW });
+}
+
+function client(o: Partial<EnclaveKmsOptions> & Pick<EnclaveKmsOptions, 'connect'>): EnclaveKms {
+  return new EnclaveKms({ platform: platform(IMAGE_A), keyPair: keys, region: 'us-east-1', endpoint: kms.url, maxAttempts: 1, ...o });
+}
+
+async function failure(p: Promise<unknown>): Promise<ToolkitError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof ToolkitError) return e;
+    throw e;
+  }
+  throw new Error('expected a failure');
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ek-kmsc-'));
+  state = await openSimulatorState(join(dir, 'sim'), { now: NOW });
+  kms = await startKmsSimulator({
+    stateDir: join(dir, 'kms'),
+    port: 0,
+    trustSimulator: true,
+    simulatorRoots: [state.nitroRootDer],
+    now: () => NOW,
+    // The project's verifier, injected explicitly (the simulator's default loader is its own concern).
+    verifyRecipient: (doc, c) => {
+      const v = verifyNitro(doc, { now: c.now, simulatorRoots: [...c.simulatorRoots], allowDebug: c.simulatorRoots.length > 0 });
+      return { platform: v.platform, pcrs: v.pcrs, publicKey: v.publicKey };
+    },
+  });
+  port = Number(new URL(kms.url).port);
+  keys = await generateRecipientKeyPair();
+  const owner = new KMSClient({ region: 'us-east-1', endpoint: kms.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
+  const pcr0 = simulatedBootPcrs({ imageId: IMAGE_A }).get(0)!;
+  const keyId = (await owner.send(new CreateKeyCommand({ Policy: buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, pcr0]]) }) }))).KeyMetadata!.KeyId!;
+  const g = await owner.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: CTX }));
+  dataKey = g.Plaintext!;
+  blob = g.CiphertextBlob!;
+  owner.destroy();
+});
+
+afterAll(async () => {
+  for (const s of servers) await new Promise<void>((r) => s.close(() => r()));
+  await kms?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('EnclaveKms against the KMS simulator (real @aws-sdk/client-kms)', () => {
+  it('releases the data key to the image the key policy names (PCR0), via CiphertextForRecipient', async () => {
+    const c = client({ connect: () => dialTcp(port) });
+    const k = await c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX });
+    expect(toHex(k)).toBe(toHex(dataKey));
+    await c.close();
+  });
+
+  it('denies another image (different PCR0) with ERR_KMS_REQUEST / AccessDeniedException, naming no key bytes', async () => {
+    const c = client({ platform: platform(IMAGE_B), connect: () => dialTcp(port) });
+    const e = await failure(c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }));
+    expect(e.code).toBe('ERR_KMS_REQUEST');
+    expect(e.reason).toBe('AccessDeniedException');
+    expect(e.message).toContain('"k1"');
+    expect(e.message).not.toContain(toHex(dataKey));
+    await c.close();
+  });
+
+  it('a wrong encryption context is InvalidCiphertextException', async () => {
+    const c = client({ connect: () => dialTcp(port) });
+    const e = await failure(c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: { ...CTX, 'enclavekit:key-ref': 'k2' } }));
+    expect([e.code, e.reason]).toEqual(['ERR_KMS_REQUEST', 'InvalidCiphertextException']);
+    await c.close();
+  });
+
+  it('works over a Unix-socket stream (the host proxy path) and loads a manifest into a cache that wipes', async () => {
+    const sock = join(dir, 'kms.sock');
+    await unixProxy(sock, port);
+    const c = client({ connect: () => dialUnix(sock) });
+    const manifest = {
+      version: 1 as const,
+      datasetId: 'ds-1',
+      idField: 'id',
+      fields: ['a'],
+      keys: { k1: { keyId: 'x', ciphertextBlob: Buffer.from(blob).toString('base64'), encryptionContext: CTX } },
+    };
+    const refs = keyReferencesFromManifest(manifest);
+    refs[0]!.keyId = undefined;
+    const cache = await c.loadKeys(refs);
+    const k = cache.get('k1')!;
+    expect(toHex(k)).toBe(toHex(dataKey));
+    cache.wipe();
+    expect(k.every((b) => b === 0)).toBe(true);
+    expect(cache.size).toBe(0);
+    await c.close();
+  });
+
+  it('a failing key in a job wipes the keys already fetched', async () => {
+    const c = client({ connect: () => dialTcp(port) });
+    const seen: Uint8Array[] = [];
+    const orig = c.decryptDataKey.bind(c);
+    c.decryptDataKey = async (r) => {
+      const k = await orig(r);
+      seen.push(k);
+      return k;
+    };
+    const e = await failure(
+      c.loadKeys([
+        { ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX },
+        { ref: 'k2', ciphertextBlob: blob, encryptionContext: { other: 'context' } },
+      ]),
+    );
+    expect(e.code).toBe('ERR_KMS_REQUEST');
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.every((b) => b === 0)).toBe(true);
+    await c.close();
+  });
+});
+
+describe('EnclaveKms over TLS (https endpoint) through a Unix-socket stream', () => {
+  let sock: string;
+  let caPem: string;
+
+  beforeAll(async () => {
+    const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+    const kp = await crypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '01',
+      name: 'CN=kms.us-east-1.amazonaws.com',
+      notBefore: new Date(Date.now() - 3_600_000),
+      notAfter: new Date(Date.now() + 86_400_000),
+      keys: kp,
+      signingAlgorithm: alg,
+      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'kms.us-east-1.amazonaws.com' }])],
+    });
+    caPem = cert.toString('pem');
+    const keyDer = Buffer.from(await crypto.subtle.exportKey('pkcs8', kp.privateKey));
+    const keyPem = `-----BEGIN PRIVATE KEY-----\n${keyDer.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`;
+    // TLS terminates here and the plaintext HTTP goes on to the simulator: a stand-in for KMS's
+    // own TLS endpoint behind a byte-passing proxy.
+    const srv = tls.createServer({ key: keyPem, cert: caPem }, (c) => {
+      const up = net.connect(port, '127.0.0.1');
+      c.pipe(up).pipe(c);
+      c.on('error', () => up.destroy());
+      up.on('error', () => c.destroy());
+    });
+    srv.on('tlsClientError', () => undefined);
+    sock = join(dir, 'tls.sock');
+    await listen(srv, sock);
+  });
+
+  it('verifies the server for the KMS hostname with the given CA and decrypts', async () => {
+    const c = client({ endpoint: 'https://kms.us-east-1.amazonaws.com', tls: { ca: caPem }, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, connect: () => dialUnix(sock) });
+    expect(toHex(await c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }))).toBe(toHex(dataKey));
+    await c.close();
+  });
+
+  it('refuses an untrusted certificate or a wrong hostname: ERR_KMS_UNREACHABLE / tls', async () => {
+    const untrusted = client({ endpoint: 'https://kms.us-east-1.amazonaws.com', credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, connect: () => dialUnix(sock) });
+    const e1 = await failure(untrusted.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }));
+    expect([e1.code, e1.reason]).toEqual(['ERR_KMS_UNREACHABLE', 'tls']);
+    await untrusted.close();
+    const wrongName = client({ endpoint: 'https://kms.eu-west-1.amazonaws.com', region: 'eu-west-1', tls: { ca: caPem }, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, connect: () => dialUnix(sock) });
+    const e2 = await failure(wrongName.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }));
+    expect([e2.code, e2.reason]).toEqual(['ERR_KMS_UNREACHABLE', 'tls']);
+    await wrongName.close();
+  });
+});
+
+describe('EnclaveKms: hostile or broken endpoints', () => {
+  /** A fake KMS answering every request with `body`. */
+  async function fakeKms(body: (req: Record<string, unknown>) => Record<string, unknown>): Promise<number> {
+    const srv = http.createServer((req, res) => {
+      let data = '';
+      req.on('data', (c) => (data += String(c)));
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+        res.end(JSON.stringify(body(JSON.parse(data) as Record<string, unknown>)));
+      });
+    });
+    await listen(srv, 0);
+    return (srv.address() as net.AddressInfo).port;
+  }
+
+  it('refuses a response that carries Plaintext although a Recipient was sent', async () => {
+    let sawRecipient = false;
+    const p = await fakeKms((req) => {
+      const r = req['Recipient'] as { KeyEncryptionAlgorithm?: string; AttestationDocument?: string } | undefined;
+      sawRecipient = r?.KeyEncryptionAlgorithm === 'RSAES_OAEP_SHA_256' && typeof r.AttestationDocument === 'string';
+      return { KeyId: 'k', Plaintext: Buffer.alloc(32, 7).toString('base64') };
+    });
+    const c = client({ endpoint: `http://127.0.0.1:${p}`, connect: () => dialTcp(p) });
+    const e = await failure(c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob }));
+    expect(sawRecipient).toBe(true);
+    expect([e.code, e.reason]).toEqual(['ERR_KMS_RECIPIENT', 'plaintext_returned']);
+    await c.close();
+  });
+
+  it('refuses a missing or unopenable CiphertextForRecipient, and a key of the wrong length', async () => {
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const otherSpki = new Uint8Array(other.publicKey.export({ type: 'spki', format: 'der' }));
+    const mine = createPublicKey(keys.privateKey);
+    const cases: [Record<string, unknown>, string][] = [
+      [{ KeyId: 'k' }, 'missing'],
+      [{ KeyId: 'k', CiphertextForRecipient: Buffer.from('garbage').toString('base64') }, 'unwrap'],
+      [{ KeyId: 'k', CiphertextForRecipient: Buffer.from(buildCiphertextForRecipient(new Uint8Array(32), otherSpki, other.publicKey)).toString('base64') }, 'unwrap'],
+      [{ KeyId: 'k', CiphertextForRecipient: Buffer.from(buildCiphertextForRecipient(new Uint8Array(16), keys.publicKeySpki, mine)).toString('base64') }, 'key_length'],
+    ];
+    for (const [resp, reason] of cases) {
+      const p = await fakeKms(() => resp);
+      const c = client({ endpoint: `http://127.0.0.1:${p}`, connect: () => dialTcp(p) });
+      const e = await failure(c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob }));
+      expect([e.code, e.reason]).toEqual(['ERR_KMS_RECIPIENT', reason]);
+      await c.close();
+    }
+  });
+
+  it('times out, bounded, against a server that never answers (ERR_KMS_REQUEST / timeout)', async () => {
+    const held: net.Socket[] = [];
+    const srv = net.createServer((s) => {
+      held.push(s);
+      s.resume();
+    });
+    await listen(srv, 0);
+    const p = (srv.address() as net.AddressInfo).port;
+    const c = client({ endpoint: `http://127.0.0.1:${p}`, connect: () => dialTcp(p), requestTimeoutMs: 400, maxAttempts: 3 });
+    const t0 = Date.now();
+    const e = await failure(c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob }));
+    expect(Date.now() - t0).toBeLessThan(3_000);
+    expect(e.code).toBe('ERR_KMS_REQUEST');
+    expect(e.reason).toBe('timeout');
+    for (const s of held) s.destroy();
+    await c.close();
+  });
+
+  it('a stream that never opens, or is refused, is ERR_KMS_UNREACHABLE', async () => {
+    const hang = client({ connect: () => new Promise(() => undefined), connectTimeoutMs: 200 });
+    const t0 = Date.now();
+    const e1 = await failure(hang.decryptDataKey({ ref: 'k1', ciphertextBlob: blob }));
+    expect(Date.now() - t0).toBeLessThan(3_000);
+    expect([e1.code, e1.reason]).toEqual(['ERR_KMS_UNREACHABLE', 'connect_timeout']);
+    await hang.close();
+    const refused = client({ connect: () => dialUnix(join(dir, 'nobody-listens.sock')) });
+    const e2 = await failure(refused.decryptDataKey({ ref: 'k1', ciphertextBlob: blob }));
+    expect([e2.code, e2.reason]).toEqual(['ERR_KMS_UNREACHABLE', 'connect']);
+    await refused.close();
+  });
+
+  it('checks caller arguments', async () => {
+    const c = client({ connect: () => dialTcp(port) });
+    await expect(c.decryptDataKey({ ref: '', ciphertextBlob: blob })).rejects.toThrow(TypeError);
+    await expect(c.decryptDataKey({ ref: 'k', ciphertextBlob: new Uint8Array(0) })).rejects.toThrow(RangeError);
+    await expect(c.decryptDataKey({ ref: 'k', ciphertextBlob: blob, encryptionContext: { a: 1 as never } })).rejects.toThrow(TypeError);
+    expect(() => new EnclaveKms({ platform: platform(IMAGE_A), keyPair: keys, region: 'us-east-1', endpoint: 'ftp://x', connect: () => dialTcp(port) })).toThrow(TypeError);
+    await c.close();
+  });
+});
+
+describe('DataKeyCache', () => {
+  it('wipes every key it holds, replaced keys too, and refuses use after wipe', () => {
+    const c = new DataKeyCache();
+    const a = new Uint8Array(32).fill(1);
+    const b = new Uint8Array(32).fill(2);
+    c.set('r', a);
+    c.set('r', b);
+    expect(a.every((x) => x === 0)).toBe(true);
+    c.wipe();
+    expect(b.every((x) => x === 0)).toBe(true);
+    const d = new Uint8Array(32).fill(3);
+    expect(() => c.set('s', d)).toThrow();
+    expect(d.every((x) => x === 0)).toBe(true);
+  });
+});
