@@ -11,7 +11,8 @@
 import { createPublicKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isToolkitError } from '../../attestation/errors.js';
+import { isToolkitError, ToolkitError } from '../../attestation/errors.js';
+import { readSimulatorRootFromState, SIM_CA_FILE } from './sim-root.js';
 import { defaultKeyPolicy, evaluateKeyPolicy, parseKeyPolicy, KeyPolicyError, type KeyPolicy } from '../key-policy.js';
 import { blobKeyId, openBlob, sealBlob, type EncryptionContext } from './blob.js';
 import { buildCiphertextForRecipient } from './cms.js';
@@ -196,7 +197,12 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
   const now = options.now ?? (() => new Date());
   const verify = options.verifyRecipient ?? defaultVerifier;
   const simulatorRoots = options.trustSimulator ? [...(options.simulatorRoots ?? [])] : [];
-  if (options.trustSimulator && simulatorRoots.length === 0) throw new TypeError('"trustSimulator" needs "simulatorRoots"');
+  if (options.trustSimulator && simulatorRoots.length === 0) {
+    const fromState = await readSimulatorRootFromState(options.stateDir);
+    if (fromState === undefined)
+      throw new ToolkitError('ERR_SIMULATOR_STATE', `trustSimulator: no simulatorRoots given and no ${SIM_CA_FILE} in the state folder`);
+    simulatorRoots.push(fromState);
+  }
   if (!/^\d{12}$/.test(account)) throw new TypeError('"accountId" expected 12 digits');
   const log = options.log ?? (() => undefined);
   const store = await KeyStore.open(options.stateDir);
