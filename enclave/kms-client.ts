@@ -31,13 +31,14 @@ import { DataKeyCache, type RecipientKeyPair } from './keys.js';
 import type { Platform } from './platform/types.js';
 import type { KeyManifest } from './protocol/manifest.js';
 
-// Set before the SDK module is loaded (it is imported lazily below): its Node-version notice is
-// not ours to print inside a worker whose stderr leaves the enclave.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
 type KmsModule = typeof import('@aws-sdk/client-kms');
 let kmsModule: Promise<KmsModule> | undefined;
-const loadKms = (): Promise<KmsModule> => (kmsModule ??= import('@aws-sdk/client-kms'));
+function loadKms(): Promise<KmsModule> {
+  // Set when the SDK is first needed (not at import): its Node-version notice is not ours to print
+  // inside a worker whose stderr leaves the enclave.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  return (kmsModule ??= import('@aws-sdk/client-kms'));
+}
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 20_000;
