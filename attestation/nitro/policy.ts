@@ -109,7 +109,7 @@ export function checkNitroPolicy(claims: NitroClaims, policy: NitroPolicy | unde
   const p = policy === undefined ? undefined : compileNitroPolicy(policy);
   const v: PolicyViolation[] = [];
   if (!allowDebug && isDebugMode(claims.pcrs))
-    v.push({ field: 'debug_mode', expected: 'a production enclave (PCR0, PCR1, PCR2 not all zero; pass allowDebug to accept debug mode)', actual: toHex(claims.pcrs.get(0)!) });
+    v.push({ field: 'debug_mode', expected: 'a production enclave (PCR0, PCR1, PCR2 not all zero; allowDebug / --allow-debug accepts debug mode)', actual: toHex(claims.pcrs.get(0)!) });
   if (p !== undefined) {
     for (const [i, allowed] of [...p.pcrs].sort((a, b) => a[0] - b[0])) {
       const actual = claims.pcrs.get(i);

@@ -28,7 +28,7 @@ function base(): Entry[] {
   ];
 }
 const SIG = new Uint8Array(96).fill(7);
-const cose = (payload: Uint8Array, prot = PROTECTED_ES384, sig = SIG) => encodeCoseSign1(prot, payload, sig);
+const cose = (payload: Uint8Array, prot: Uint8Array = PROTECTED_ES384, sig: Uint8Array = SIG) => encodeCoseSign1(prot, payload, sig);
 function withField(name: string, value: Uint8Array | undefined): Uint8Array {
   const e = base().filter(([k]) => k !== name);
   if (value !== undefined) e.push([name, value]);
