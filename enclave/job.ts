@@ -1,0 +1,255 @@
+/**
+ * One analytics job inside the enclave: records in (batches, encrypted fields), one canonical result
+ * out. A job is all-or-nothing: the first failing batch poisons it, every later call rethrows that
+ * failure, and no partial result can be produced. Data keys are wiped when the job ends either way.
+ *
+ * Ownership: the `keys` map's byte arrays are handed to the job, which zeroes them on finish/abort.
+ */
+import { ToolkitError } from '../attestation/errors.js';
+import { equalBytes } from '../attestation/bytes.js';
+import { DatasetDigest, sha384 } from './protocol/digest.js';
+import { fieldAad, getPath, parseField, recordIdOf, setPath } from './protocol/field.js';
+import { validateManifest, type KeyManifest } from './protocol/manifest.js';
+import { encodeResult, queryDigest, type Platform, type ResultDocument } from './protocol/result.js';
+import { AnalyticsEngine } from './analytics/engine.js';
+import { validateQuery, type Query } from './analytics/query.js';
+import type { PrivacyBudget, RandomSource } from './analytics/privacy.js';
+import { decryptChecked, fieldDecryptError, nodeFieldDecryptor, type DecryptItem, type FieldDecryptor } from './field-decrypt.js';
+
+export interface JobOptions {
+  jobId: string;
+  datasetId: string;
+  /** The untrusted query as received; validated here (`ERR_QUERY_INVALID`). */
+  query: unknown;
+  /** The key manifest as received; validated here (`ERR_MANIFEST_INVALID`). */
+  manifest: unknown;
+  /** Data keys (32 bytes) by key reference, already unwrapped. Zeroed by the job when it ends. */
+  keys: Map<string, Uint8Array>;
+  decryptor?: FieldDecryptor;
+  platform: Platform;
+  workerVersion: string;
+  /** Uniform [0,1) source for differential-privacy noise (default: node:crypto). */
+  random?: RandomSource;
+  /** The dataset's epsilon budget; a DP query is refused up front if it does not fit, charged at finish. */
+  budget?: PrivacyBudget;
+  /** Operator floor for the minimum group size (default 10). */
+  minGroupSizeFloor?: number;
+  maxGroups?: number;
+}
+
+export interface JobExpectation {
+  /** What the host says it sent (job_end): checked before any result exists. */
+  count: number;
+  datasetDigest: Uint8Array;
+}
+
+export interface JobOutput {
+  result: ResultDocument;
+  resultBytes: Uint8Array;
+  /** SHA-384 of resultBytes: the attestation's user_data. */
+  resultDigest: Uint8Array;
+}
+
+export type JobState = 'open' | 'failed' | 'finished' | 'aborted';
+
+export interface Job {
+  readonly state: JobState;
+  readonly count: number;
+  addBatch(records: readonly unknown[]): void;
+  finish(expect?: JobExpectation): JobOutput;
+  abort(): void;
+}
+
+interface FieldSpec {
+  path: string;
+  segs: string[];
+}
+
+interface Pending {
+  record: Record<string, unknown>;
+  recordId: string;
+  field: FieldSpec;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return false;
+  const p = Object.getPrototypeOf(v);
+  return p === Object.prototype || p === null;
+}
+
+export function createJob(opts: JobOptions): Job {
+  const keys = opts.keys;
+  const wipeKeys = (): void => {
+    for (const k of keys.values()) k.fill(0);
+    keys.clear();
+  };
+  try {
+    return new JobImpl(opts, wipeKeys);
+  } catch (e) {
+    wipeKeys();
+    throw e;
+  }
+}
+
+class JobImpl implements Job {
+  state: JobState = 'open';
+  readonly #opts: JobOptions;
+  readonly #wipe: () => void;
+  readonly #query: Query;
+  readonly #manifest: KeyManifest;
+  readonly #idSegs: string[];
+  readonly #fields: FieldSpec[];
+  readonly #digest: DatasetDigest;
+  readonly #engine: AnalyticsEngine;
+  readonly #decryptor: FieldDecryptor;
+  #failure: ToolkitError | undefined;
+
+  constructor(opts: JobOptions, wipe: () => void) {
+    this.#opts = opts;
+    this.#wipe = wipe;
+    this.#query = validateQuery(opts.query);
+    this.#manifest = validateManifest(opts.manifest);
+    if (this.#manifest.datasetId !== opts.datasetId)
+      throw new ToolkitError('ERR_MANIFEST_INVALID', 'the manifest is for another dataset', { reason: 'dataset' });
+    for (const [ref, k] of opts.keys) {
+      if (!(k instanceof Uint8Array) || k.length !== 32)
+        throw new ToolkitError('ERR_FIELD_DECRYPT', `data key "${ref}" is not 32 bytes`, { reason: 'key_length' });
+    }
+    const dp = this.#query.privacy.dp;
+    if (dp && opts.budget && opts.budget.remaining(opts.datasetId) + 1e-9 < dp.epsilon) {
+      throw new ToolkitError('ERR_PRIVACY_BUDGET', `dataset "${opts.datasetId}": epsilon ${dp.epsilon} exceeds the remaining budget ${opts.budget.remaining(opts.datasetId)}`, { reason: 'exhausted' });
+    }
+    this.#idSegs = this.#manifest.idField.split('.');
+    this.#fields = this.#manifest.fields.map((path) => ({ path, segs: path.split('.') }));
+    this.#digest = new DatasetDigest(opts.datasetId);
+    const engineOpts: ConstructorParameters<typeof AnalyticsEngine>[1] = {};
+    if (opts.random) engineOpts.random = opts.random;
+    if (opts.minGroupSizeFloor !== undefined) engineOpts.minGroupSizeFloor = opts.minGroupSizeFloor;
+    if (opts.maxGroups !== undefined) engineOpts.maxGroups = opts.maxGroups;
+    this.#engine = new AnalyticsEngine(this.#query, engineOpts);
+    this.#decryptor = opts.decryptor ?? nodeFieldDecryptor;
+  }
+
+  get count(): number {
+    return this.#digest.count;
+  }
+
+  #ensureOpen(): void {
+    if (this.state === 'failed') throw new ToolkitError('ERR_JOB_FAILED', 'the job has failed', { reason: 'poisoned', cause: this.#failure });
+    if (this.state !== 'open') throw new ToolkitError('ERR_JOB_FAILED', `the job is ${this.state}`, { reason: this.state });
+  }
+
+  #fail(e: unknown): never {
+    const err = e instanceof ToolkitError ? e : new ToolkitError('ERR_JOB_FAILED', 'internal error', { reason: 'internal', cause: e });
+    this.state = 'failed';
+    this.#failure = err;
+    this.#wipe();
+    throw err;
+  }
+
+  addBatch(records: readonly unknown[]): void {
+    this.#ensureOpen();
+    try {
+      this.#addBatch(records);
+    } catch (e) {
+      this.#fail(e);
+    }
+  }
+
+  #addBatch(records: readonly unknown[]): void {
+    if (!Array.isArray(records)) throw new TypeError('"records" expected an array');
+    const datasetId = this.#opts.datasetId;
+    const byKey = new Map<string, { items: DecryptItem[]; pending: Pending[] }>();
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i];
+      if (!isPlainObject(r)) throw new ToolkitError('ERR_DATASET_INVALID', `record ${this.count} is not an object`, { reason: 'record' });
+      // Hash the record as it arrived (fields still encrypted), the same bytes the host hashed.
+      this.#digest.add(r);
+      const recordId = recordIdOf(getPath(r, this.#idSegs));
+      if (recordId === undefined)
+        throw new ToolkitError('ERR_DATASET_INVALID', `record ${this.count - 1} has no usable id field "${this.#manifest.idField}"`, { reason: 'record_id' });
+      for (const f of this.#fields) {
+        const v = getPath(r, f.segs);
+        if (v === undefined || v === null) continue;
+        let parsed;
+        try {
+          parsed = parseField(v);
+        } catch (e) {
+          const t = e as ToolkitError;
+          throw new ToolkitError('ERR_FIELD_FORMAT', `field "${f.path}" of record "${recordId}": ${t.message}`, t.reason === undefined ? {} : { reason: t.reason });
+        }
+        if (!this.#opts.keys.has(parsed.keyRef)) {
+          throw new ToolkitError('ERR_FIELD_DECRYPT', `field "${f.path}" of record "${recordId}" names key "${parsed.keyRef}", which this job does not have`, { reason: 'no_key' });
+        }
+        let slot = byKey.get(parsed.keyRef);
+        if (!slot) byKey.set(parsed.keyRef, (slot = { items: [], pending: [] }));
+        slot.items.push({ iv: parsed.iv, ciphertext: parsed.ciphertext, tag: parsed.tag, aad: fieldAad(datasetId, recordId, f.path, parsed.keyRef) });
+        slot.pending.push({ record: r, recordId, field: f });
+      }
+    }
+    for (const [ref, slot] of byKey) {
+      const key = this.#opts.keys.get(ref)!;
+      const res = decryptChecked(this.#decryptor, key, slot.items);
+      try {
+        for (let i = 0; i < slot.pending.length; i++) {
+          const p = slot.pending[i]!;
+          if (res.ok[i] !== true || !(res.plaintexts[i] instanceof Uint8Array)) throw fieldDecryptError(p.recordId, p.field.path);
+          let value: unknown;
+          try {
+            value = JSON.parse(utf8.decode(res.plaintexts[i]!));
+          } catch {
+            throw new ToolkitError('ERR_FIELD_DECRYPT', `field "${p.field.path}" of record "${p.recordId}" does not hold a JSON value`, { reason: 'plaintext' });
+          }
+          setPath(p.record, p.field.segs, value);
+        }
+      } finally {
+        // Plaintext bytes are ours to wipe; the parsed JS strings are not (see README, Security).
+        for (const pt of res.plaintexts) if (pt instanceof Uint8Array) pt.fill(0);
+      }
+    }
+    for (let i = 0; i < records.length; i++) this.#engine.add(records[i] as Record<string, unknown>);
+  }
+
+  finish(expect?: JobExpectation): JobOutput {
+    this.#ensureOpen();
+    try {
+      const count = this.count;
+      const digest = this.#digest.digest();
+      if (expect) {
+        if (expect.count !== count)
+          throw new ToolkitError('ERR_JOB_FAILED', `the host announced ${expect.count} records, the job received ${count}`, { reason: 'count_mismatch' });
+        if (!(expect.datasetDigest instanceof Uint8Array) || !equalBytes(expect.datasetDigest, digest))
+          throw new ToolkitError('ERR_JOB_FAILED', 'the host\'s dataset digest differs from the records received', { reason: 'digest_mismatch' });
+      }
+      const out = this.#engine.finish();
+      const dp = this.#query.privacy.dp;
+      const budget = dp && this.#opts.budget ? this.#opts.budget.charge(this.#opts.datasetId, dp.epsilon) : null;
+      const result: ResultDocument = {
+        version: 1,
+        jobId: this.#opts.jobId,
+        datasetId: this.#opts.datasetId,
+        datasetDigest: digest,
+        query: this.#opts.query as Record<string, unknown>,
+        queryDigest: queryDigest(this.#opts.query),
+        counts: out.counts,
+        groups: out.groups,
+        privacy: { minGroupSize: out.privacy.minGroupSize, dp: out.privacy.dp ? { ...out.privacy.dp, budget } : null },
+        platform: this.#opts.platform,
+        workerVersion: this.#opts.workerVersion,
+      };
+      const resultBytes = encodeResult(result);
+      this.state = 'finished';
+      this.#wipe();
+      return { result, resultBytes, resultDigest: sha384(resultBytes) };
+    } catch (e) {
+      return this.#fail(e);
+    }
+  }
+
+  abort(): void {
+    if (this.state === 'open') this.state = 'aborted';
+    this.#wipe();
+  }
+}
