@@ -1,4 +1,274 @@
-export async function main(_argv: string[]): Promise<number> {
-  process.stderr.write('enclavekit enclave: not implemented yet\n');
-  return 2;
+/**
+ * `enclavekit enclave ...`: the worker program. It is its own entry point (host code never imports
+ * it), started inside the enclave image, or by the host as a separate process in simulator mode.
+ *
+ *   enclavekit enclave --listen vsock:ANY:PORT|unix:PATH [--platform nitro|sev-snp|simulator]
+ *     [--sim-state DIR] [--sim-evidence nitro|sev-snp] [--image-id HEX | --image FILE...]
+ *     [--kms vsock:3:8000|unix:PATH|tcp:HOST:PORT] [--kms-endpoint URL] [--region R]
+ *     [--privacy-budget-file F] [--max-frame BYTES]
+ *
+ * stderr carries one-line logs (no plaintext, key or ciphertext); the line `listening on ...` says
+ * the worker accepts connections.
+ */
+import { createConnection } from 'node:net';
+import { realpathSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ToolkitError } from '../attestation/errors.js';
+import { fromHex } from '../attestation/bytes.js';
+import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME } from './protocol/index.js';
+import { generateRecipientKeyPair } from './keys.js';
+import { EnclaveKms } from './kms-client.js';
+import { nodeFieldDecryptor, type FieldDecryptor } from './field-decrypt.js';
+import { Worker } from './worker.js';
+import { listenSessions, serveSession, type ListenEndpoint } from './server.js';
+import type { Platform } from './platform/types.js';
+
+const HELP = `usage: enclavekit enclave --listen vsock:ANY:PORT|unix:PATH [options]
+
+The enclave worker: attests, fetches data keys from KMS with a Recipient, decrypts fields,
+aggregates, and returns only attested aggregates.
+
+  --listen EP              vsock:ANY:PORT (in an enclave) or unix:PATH (simulator)
+  --platform P             nitro | sev-snp | simulator (default simulator)
+  --sim-state DIR          simulator state folder (required with --platform simulator)
+  --sim-evidence F         nitro | sev-snp: which evidence the simulator issues (default nitro)
+  --image-id HEX           48-byte simulated image id (PCR0/1/2 derive from it)
+  --image FILE             worker bundle file(s) whose digest is the simulated image id (repeatable)
+  --kms EP                 stream to the host's KMS proxy: vsock:3:8000 (default), unix:PATH, tcp:HOST:PORT
+  --kms-endpoint URL       KMS endpoint (default https://kms.REGION.amazonaws.com)
+  --region R               AWS region (default us-east-1)
+  --privacy-budget-file F  per-dataset epsilon budget kept across jobs
+  --max-frame BYTES        largest frame accepted (default ${DEFAULT_MAX_FRAME})
+`;
+
+class WorkerUsage extends Error {}
+
+type KmsEndpoint = { kind: 'unix'; path: string } | { kind: 'vsock'; cid: number; port: number } | { kind: 'tcp'; host: string; port: number };
+
+function parseListen(text: string): ListenEndpoint {
+  if (text.startsWith('unix:') && text.length > 5) return { kind: 'unix', path: text.slice(5) };
+  const m = /^vsock:(ANY|\d{1,10}):(\d{1,10})$/.exec(text);
+  if (m) {
+    const cid = m[1] === 'ANY' ? 0xffffffff : Number(m[1]);
+    const port = Number(m[2]);
+    if (cid <= 0xffffffff && port <= 0xffffffff) return { kind: 'vsock', cid, port };
+  }
+  throw new WorkerUsage(`--listen expects vsock:ANY:PORT or unix:PATH, got ${JSON.stringify(text.slice(0, 120))}`);
+}
+
+function parseKms(text: string): KmsEndpoint {
+  if (text.startsWith('unix:') && text.length > 5) return { kind: 'unix', path: text.slice(5) };
+  let m = /^vsock:(\d{1,10}):(\d{1,10})$/.exec(text);
+  if (m && Number(m[1]) <= 0xffffffff && Number(m[2]) <= 0xffffffff) return { kind: 'vsock', cid: Number(m[1]), port: Number(m[2]) };
+  m = /^tcp:([A-Za-z0-9.-]+|\[[0-9a-fA-F:.]+\]):(\d{1,5})$/.exec(text);
+  if (m && Number(m[2]) >= 1 && Number(m[2]) <= 65535) return { kind: 'tcp', host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  throw new WorkerUsage(`--kms expects vsock:CID:PORT, unix:PATH or tcp:HOST:PORT, got ${JSON.stringify(text.slice(0, 120))}`);
+}
+
+function kmsConnector(ep: KmsEndpoint): () => Promise<Duplex> {
+  if (ep.kind === 'vsock') {
+    return async () => {
+      const native = (await import('../native/index.js')) as unknown as { connectVsock?: (cid: number, port: number) => Promise<Duplex> };
+      if (typeof native.connectVsock !== 'function')
+        throw new ToolkitError('ERR_PLATFORM_UNAVAILABLE', 'vsock needs the native addon', { reason: 'native' });
+      return native.connectVsock(ep.cid, ep.port);
+    };
+  }
+  return () =>
+    new Promise<Duplex>((resolve, reject) => {
+      const s = ep.kind === 'unix' ? createConnection(ep.path) : createConnection({ host: ep.host, port: ep.port });
+      s.once('connect', () => {
+        s.off('error', reject);
+        resolve(s);
+      });
+      s.once('error', reject);
+    });
+}
+
+/** The addon's batched AES-GCM behind the job's FieldDecryptor interface, or node:crypto. */
+async function pickDecryptor(log: (l: string) => void): Promise<FieldDecryptor> {
+  try {
+    const native = (await import('../native/index.js')) as unknown as {
+      FieldDecryptor?: new () => {
+        native: boolean;
+        decryptFields(key: Uint8Array, fields: readonly { iv: Uint8Array; ciphertext: Uint8Array; tag: Uint8Array; aad?: Uint8Array }[]): {
+          ok: Uint8Array;
+          field(i: number): Uint8Array | null;
+        };
+      };
+    };
+    if (typeof native.FieldDecryptor === 'function') {
+      const d = new native.FieldDecryptor();
+      if (d.native) {
+        log('field decryption: native batched AES-256-GCM');
+        const empty = new Uint8Array(0);
+        return {
+          decryptBatch(key, items) {
+            const r = d.decryptFields(key, items);
+            const ok = new Array<boolean>(items.length);
+            const plaintexts = new Array<Uint8Array>(items.length);
+            for (let i = 0; i < items.length; i++) {
+              ok[i] = r.ok[i] === 1;
+              plaintexts[i] = r.field(i) ?? empty;
+            }
+            return { ok, plaintexts };
+          },
+        };
+      }
+    }
+  } catch {
+    // fall through to node:crypto
+  }
+  if (process.env.ENCLAVEKIT_REQUIRE_NATIVE === '1')
+    throw new ToolkitError('ERR_PLATFORM_UNAVAILABLE', 'ENCLAVEKIT_REQUIRE_NATIVE=1 but the native AES-GCM path is not available', { reason: 'native' });
+  log('field decryption: node:crypto (native addon not available)');
+  return nodeFieldDecryptor;
+}
+
+async function imageIdOf(values: { 'image-id'?: string | undefined; image?: string[] | undefined }): Promise<Uint8Array> {
+  const { imageIdFromFiles } = await import('./platform/sim-image.js');
+  if (values['image-id'] !== undefined && values.image !== undefined) throw new WorkerUsage('give --image-id or --image, not both');
+  if (values['image-id'] !== undefined) {
+    let id: Uint8Array;
+    try {
+      id = fromHex(values['image-id'], 'image-id');
+    } catch {
+      throw new WorkerUsage('--image-id must be 96 hex digits');
+    }
+    if (id.length !== 48) throw new WorkerUsage('--image-id must be 48 bytes (96 hex digits)');
+    return id;
+  }
+  // Default: this worker program's own file is the image.
+  return imageIdFromFiles(values.image ?? [fileURLToPath(import.meta.url)]);
+}
+
+async function makePlatform(values: Record<string, string | string[] | boolean | undefined>): Promise<Platform> {
+  const kind = (values.platform as string | undefined) ?? 'simulator';
+  if (kind === 'nitro') {
+    const { NitroPlatform } = await import('./platform/nitro.js');
+    return NitroPlatform.open();
+  }
+  if (kind === 'sev-snp') {
+    const { SevSnpPlatform } = await import('./platform/sev-snp.js');
+    return SevSnpPlatform.open();
+  }
+  if (kind !== 'simulator') throw new WorkerUsage('--platform must be nitro, sev-snp or simulator');
+  const dir = values['sim-state'] as string | undefined;
+  if (!dir) throw new WorkerUsage('--platform simulator needs --sim-state DIR');
+  const { openSimulatorState } = await import('./sim-state.js');
+  const state = await openSimulatorState(dir, { now: new Date() });
+  const imageId = await imageIdOf(values as { 'image-id'?: string; image?: string[] });
+  const evidence = (values['sim-evidence'] as string | undefined) ?? 'nitro';
+  if (evidence === 'nitro') {
+    const { SimNitroPlatform } = await import('./platform/sim-nitro.js');
+    return new SimNitroPlatform({ ca: state.nitroCa, identity: { imageId } });
+  }
+  if (evidence === 'sev-snp') {
+    const { SimSnpPlatform, simulatedMeasurement } = await import('./platform/sim-snp.js');
+    return new SimSnpPlatform({ chain: state.snpChain, measurement: simulatedMeasurement(imageId) });
+  }
+  throw new WorkerUsage('--sim-evidence must be nitro or sev-snp');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const log = (line: string) => process.stderr.write(`enclave: ${line}\n`);
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        listen: { type: 'string' },
+        platform: { type: 'string' },
+        'sim-state': { type: 'string' },
+        'sim-evidence': { type: 'string' },
+        'image-id': { type: 'string' },
+        image: { type: 'string', multiple: true },
+        kms: { type: 'string' },
+        'kms-endpoint': { type: 'string' },
+        region: { type: 'string' },
+        'privacy-budget-file': { type: 'string' },
+        'max-frame': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    process.stderr.write(`enclavekit enclave: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  try {
+    if (!values.listen) throw new WorkerUsage('--listen is required');
+    const listen = parseListen(values.listen);
+    const kmsEp = parseKms(values.kms ?? 'vsock:3:8000');
+    const maxFrame = values['max-frame'] === undefined ? DEFAULT_MAX_FRAME : Number(values['max-frame']);
+    if (!Number.isSafeInteger(maxFrame) || maxFrame < MIN_MAX_FRAME || maxFrame > 0xffffffff)
+      throw new WorkerUsage(`--max-frame must be an integer from ${MIN_MAX_FRAME}`);
+    const region = values.region ?? 'us-east-1';
+    const platform = await makePlatform(values);
+    const keyPair = await generateRecipientKeyPair();
+    const kms = new EnclaveKms({
+      platform,
+      keyPair,
+      region,
+      ...(values['kms-endpoint'] ? { endpoint: values['kms-endpoint'] } : {}),
+      connect: kmsConnector(kmsEp),
+    });
+    const decryptor = await pickDecryptor(log);
+    const worker = new Worker({
+      platform,
+      keyPair,
+      loadKeys: (refs) => kms.loadKeys(refs),
+      decryptor,
+      log,
+      ...(values['privacy-budget-file'] ? { privacyBudgetFile: values['privacy-budget-file'] } : {}),
+    });
+    const server = await listenSessions(listen, (stream) => serveSession(stream, worker.handler(), { maxFrame }), { log });
+    log(`listening on ${values.listen} (platform ${platform.kind}, evidence ${platform.evidenceFormat})`);
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+    log('shutting down');
+    await server.close();
+    await kms.close();
+    await platform.close();
+    return 0;
+  } catch (e) {
+    if (e instanceof WorkerUsage) {
+      process.stderr.write(`enclavekit enclave: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof ToolkitError) {
+      log(`fatal: ${e.code}: ${e.message}`);
+      return 1;
+    }
+    log(`fatal: ${(e as NodeJS.ErrnoException).code ?? 'internal error'}`);
+    return 1;
+  }
+}
+
+// Run when started directly (`node --import tsx enclave/cli.ts`, `node dist/enclave/cli.js`).
+const entry = process.argv[1];
+if (entry !== undefined) {
+  let self = false;
+  try {
+    self = pathToFileURL(realpathSync(entry)).href === import.meta.url;
+  } catch {
+    self = false;
+  }
+  if (self) {
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    main(process.argv.slice(2)).then(
+      (code) => process.exit(code),
+      () => process.exit(1),
+    );
+  }
 }

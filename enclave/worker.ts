@@ -1,0 +1,147 @@
+/**
+ * The worker: what runs inside the TEE for each host connection. It owns one RSA key pair for its
+ * lifetime (the KMS Recipient key, bound into every attestation), and per job:
+ *
+ *   job_start  -> KMS Decrypt with Recipient for each manifest key (through the host's proxy)
+ *   records    -> dataset digest over the records as received, then decrypt + aggregate (job.ts)
+ *   job_end    -> check count and digest against the host's, encode the canonical result, attest it
+ *                 with user_data = SHA-384(result) and the job's nonce
+ *
+ * Data keys live in a per-job cache that is wiped when the job ends, fails or the host goes away.
+ * Log lines name jobs, counts, codes and timings; never a value, key or ciphertext.
+ */
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { ToolkitError } from '../attestation/errors.js';
+import type { JobEndMessage, JobStartMessage, RecordsMessage } from './protocol/index.js';
+import type { DataKeyCache, RecipientKeyPair } from './keys.js';
+import { keyReferencesFromManifest, type KmsKeyReference } from './kms-client.js';
+import type { Platform } from './platform/types.js';
+import type { FieldDecryptor } from './field-decrypt.js';
+import { createJob } from './job.js';
+import { PrivacyBudget } from './analytics/privacy.js';
+import { MAX_EPSILON } from './analytics/query.js';
+import type { ActiveJob, SessionHandler } from './server.js';
+
+export const WORKER_VERSION = 'enclavekit-worker/0.1.0';
+
+export interface WorkerOptions {
+  platform: Platform;
+  keyPair: RecipientKeyPair;
+  /** Fetches a job's data keys (EnclaveKms.loadKeys in production). */
+  loadKeys: (refs: KmsKeyReference[]) => Promise<DataKeyCache>;
+  /** Batched AES-GCM (the addon's, or node:crypto). */
+  decryptor: FieldDecryptor;
+  log?: (line: string) => void;
+  /** Per-dataset differential-privacy budget file (kept by the worker across jobs). */
+  privacyBudgetFile?: string;
+  workerVersion?: string;
+  now?: () => number;
+}
+
+export class Worker {
+  readonly #o: WorkerOptions;
+  readonly #log: (line: string) => void;
+  constructor(options: WorkerOptions) {
+    this.#o = options;
+    this.#log = options.log ?? (() => {});
+  }
+
+  /** The per-connection protocol handler (enclave/server.ts drives it). */
+  handler(): SessionHandler {
+    return {
+      attest: (nonce) => this.#o.platform.attest({ publicKey: this.#o.keyPair.publicKeySpki, nonce }),
+      startJob: (msg) => this.#startJob(msg),
+      log: this.#log,
+    };
+  }
+
+  async #budget(): Promise<PrivacyBudget | undefined> {
+    const f = this.#o.privacyBudgetFile;
+    if (f === undefined) return undefined;
+    let text: string;
+    try {
+      text = await readFile(f, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new PrivacyBudget({ limit: MAX_EPSILON });
+      throw new ToolkitError('ERR_CONFIG_INVALID', 'privacy budget file cannot be read', { reason: 'budget', cause: e });
+    }
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch (e) {
+      throw new ToolkitError('ERR_CONFIG_INVALID', 'privacy budget file is not JSON', { reason: 'budget', cause: e });
+    }
+    return PrivacyBudget.fromJSON(v);
+  }
+
+  async #saveBudget(b: PrivacyBudget): Promise<void> {
+    const f = this.#o.privacyBudgetFile!;
+    const tmp = `${f}.tmp-${process.pid}`;
+    await writeFile(tmp, JSON.stringify(b.toJSON()) + '\n', { mode: 0o600 });
+    await rename(tmp, f);
+  }
+
+  async #startJob(start: JobStartMessage): Promise<ActiveJob> {
+    const now = this.#o.now ?? (() => performance.now());
+    const t0 = now();
+    const budget = await this.#budget();
+    const cache: DataKeyCache = await this.#o.loadKeys(keyReferencesFromManifest(start.manifest));
+    this.#log(`job ${start.jobId}: ${cache.size} data key(s) released by KMS in ${Math.round(now() - t0)} ms`);
+    // The job takes the same byte arrays, so its wipe and the cache's reach the same memory.
+    const keys = new Map<string, Uint8Array>(cache.refs().map((r) => [r, cache.get(r)!]));
+    const wipe = () => {
+      cache.wipe();
+      for (const k of keys.values()) k.fill(0);
+      keys.clear();
+    };
+    let job;
+    try {
+      job = createJob({
+        jobId: start.jobId,
+        datasetId: start.datasetId,
+        query: start.query,
+        manifest: start.manifest,
+        keys,
+        decryptor: this.#o.decryptor,
+        platform: this.#o.platform.kind,
+        workerVersion: this.#o.workerVersion ?? WORKER_VERSION,
+        ...(budget ? { budget } : {}),
+      });
+    } catch (e) {
+      wipe();
+      throw e;
+    }
+    const platform = this.#o.platform;
+    const publicKey = this.#o.keyPair.publicKeySpki;
+    const log = this.#log;
+    const saveBudget = budget && (start.query as { privacy?: { dp?: unknown } }).privacy?.dp ? () => this.#saveBudget(budget) : undefined;
+    return {
+      jobId: start.jobId,
+      addBatch(msg: RecordsMessage) {
+        try {
+          job.addBatch(msg.records);
+        } catch (e) {
+          wipe();
+          throw e;
+        }
+      },
+      async finish(end: JobEndMessage) {
+        let out;
+        try {
+          out = job.finish({ count: end.count, datasetDigest: end.datasetDigest });
+        } finally {
+          // Keys are not needed past the last batch; wiped before anything leaves.
+          wipe();
+        }
+        if (saveBudget) await saveBudget();
+        const evidence = await platform.attest({ publicKey, nonce: start.nonce, userData: out.resultDigest });
+        log(`job ${start.jobId}: ${job.count} records, ${Math.round(now() - t0)} ms, peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MB`);
+        return { result: out.resultBytes, evidence };
+      },
+      abort() {
+        job.abort();
+        wipe();
+      },
+    };
+  }
+}

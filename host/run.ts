@@ -1,0 +1,221 @@
+/**
+ * One job, host side: attest the worker, send the query and the key manifest, stream the dataset in
+ * batches with backpressure, and verify what comes back.
+ *
+ *   hello(nonce1) -> attestation          verified: root, PCRs/measurement, nonce1, a public key
+ *   job_start(query, manifest, nonce2)
+ *   records(seq 0..n)                      the dataset digest is computed as records are sent
+ *   job_end(count, digest) -> result       verified: same worker key, nonce2, SHA-384(result)
+ *
+ * The host holds no data key and sees no plaintext; it only forwards records as they are on disk
+ * (encrypted fields stay encrypted). A worker `error` frame or a dropped connection stops the
+ * stream at once, and the job fails: no partial result exists to release.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { Transform } from 'node:stream';
+import type { Duplex } from 'node:stream';
+import { ToolkitError, isToolkitError } from '../attestation/errors.js';
+import { toHex } from '../attestation/bytes.js';
+import {
+  DEFAULT_MAX_FRAME,
+  DatasetDigest,
+  PROTOCOL_VERSION,
+  queryDigest,
+  type KeyManifest,
+  type Message,
+  type ResultDocument,
+} from '../enclave/protocol/index.js';
+import { readDataset, detectFormat, type DatasetFormat } from './dataset.js';
+import { EnclaveConnection } from './enclave-conn.js';
+import type { Progress } from './progress.js';
+import { verifyResult, verifyWorkerEvidence, type Expectations, type VerifiedEvidence } from './verify-result.js';
+
+export interface RunJobOptions {
+  /** Dataset file (NDJSON or CSV, encrypted fields as written by `enclavekit encrypt`). */
+  dataset: string;
+  format?: DatasetFormat;
+  manifest: KeyManifest;
+  query: Record<string, unknown>;
+  /** Opens the byte stream to the worker. */
+  connect: () => Promise<Duplex>;
+  expect: Omit<Expectations, 'now'>;
+  now?: () => Date;
+  jobId?: string;
+  /** Records per batch frame (default 2000; halved automatically if a frame would be too large). */
+  batchSize?: number;
+  maxFrame?: number;
+  progress?: Progress;
+  /** How long to wait for the worker's attestation, and for its result after job_end. */
+  helloTimeoutMs?: number;
+  resultTimeoutMs?: number;
+  /** Observe every byte on the channel (tests). */
+  tap?: (direction: 'out' | 'in', bytes: Uint8Array) => void;
+  log?: (line: string) => void;
+  randomBytes?: (n: number) => Uint8Array;
+}
+
+export interface JobSummary {
+  jobId: string;
+  datasetId: string;
+  /** Hex, of what was sent (undefined if the job failed before all records were sent). */
+  datasetDigest?: string;
+  queryDigest: string;
+  records: number;
+  keyIds: string[];
+  /** The worker's attestation after hello, if it verified. */
+  worker?: VerifiedEvidence;
+}
+
+export type RunOutcome =
+  | (JobSummary & {
+      ok: true;
+      result: ResultDocument;
+      resultBytes: Uint8Array;
+      resultDigest: string;
+      evidence: Uint8Array;
+      verification: VerifiedEvidence;
+    })
+  | (JobSummary & { ok: false; error: { code: string; message: string; reason?: string; stage: string } });
+
+/** A worker's `error` frame as a host-side error. */
+export function workerError(m: Extract<Message, { t: 'error' }>): ToolkitError {
+  return new ToolkitError('ERR_JOB_FAILED', `the worker failed the job: ${m.code}: ${m.message}`, { reason: m.code });
+}
+
+function countingStream(onBytes: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      onBytes(chunk.length);
+      cb(null, chunk);
+    },
+  });
+}
+
+export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
+  const now = opts.now ?? (() => new Date());
+  const rnd = opts.randomBytes ?? ((n: number) => new Uint8Array(randomBytes(n)));
+  const log = opts.log ?? (() => {});
+  const jobId = opts.jobId ?? `job-${randomUUID()}`;
+  const manifest = opts.manifest;
+  const summary: JobSummary = {
+    jobId,
+    datasetId: manifest.datasetId,
+    queryDigest: toHex(queryDigest(opts.query)),
+    records: 0,
+    keyIds: [...new Set(Object.values(manifest.keys).map((k) => k.keyId))],
+  };
+  let stage = 'connect';
+  let conn: EnclaveConnection | undefined;
+  try {
+    const stream = await opts.connect();
+    conn = new EnclaveConnection(stream, { maxFrame: opts.maxFrame ?? DEFAULT_MAX_FRAME, ...(opts.tap ? { tap: opts.tap } : {}) });
+
+    stage = 'attestation';
+    const helloNonce = rnd(32);
+    await conn.send({ t: 'hello', version: PROTOCOL_VERSION, nonce: helloNonce, maxFrame: opts.maxFrame ?? DEFAULT_MAX_FRAME });
+    const att = await conn.next(opts.helloTimeoutMs ?? 30_000);
+    if (att.t === 'error') throw workerError(att);
+    if (att.t !== 'attestation') throw new ToolkitError('ERR_PROTOCOL', `expected attestation, got ${att.t}`, { reason: 'state' });
+    const worker = verifyWorkerEvidence(att.evidence, { ...opts.expect, now: now() }, { nonce: helloNonce });
+    summary.worker = worker;
+    log(`worker attested: platform ${worker.platform}${worker.pcrs['0'] ? `, PCR0 ${worker.pcrs['0']}` : ''}${worker.measurement ? `, MEASUREMENT ${worker.measurement}` : ''}`);
+
+    stage = 'stream';
+    const jobNonce = rnd(32);
+    await conn.send({ t: 'job_start', jobId, datasetId: manifest.datasetId, query: opts.query, manifest, nonce: jobNonce });
+    // Stop streaming as soon as the worker reports a failure or the channel dies.
+    let trouble: ToolkitError | undefined;
+    const off = conn.onTrouble((why) => {
+      trouble ??= isToolkitError(why) ? why : workerError(why as Extract<Message, { t: 'error' }>);
+    });
+    const digest = new DatasetDigest(manifest.datasetId);
+    let bytes = 0;
+    const format = opts.format ?? detectFormat(opts.dataset);
+    if (format === undefined) throw new ToolkitError('ERR_CONFIG_INVALID', `cannot tell the dataset format of ${opts.dataset} (use .ndjson/.jsonl or .csv)`, { reason: 'format' });
+    const source = createReadStream(opts.dataset).pipe(countingStream((n) => (bytes += n)));
+    let seq = 0;
+    let batch: Record<string, unknown>[] = [];
+    const batchSize = opts.batchSize ?? 2000;
+    const c = conn;
+    const sendBatch = async (records: Record<string, unknown>[]): Promise<void> => {
+      try {
+        await c.send({ t: 'records', jobId, seq, records });
+        seq++;
+      } catch (e) {
+        // A batch of large records can exceed the frame limit: split it rather than fail.
+        if (isToolkitError(e) && e.code === 'ERR_FRAME_TOO_LARGE' && records.length > 1) {
+          const mid = records.length >> 1;
+          await sendBatch(records.slice(0, mid));
+          await sendBatch(records.slice(mid));
+          return;
+        }
+        throw e;
+      }
+    };
+    try {
+      for await (const { record } of readDataset(source, { format })) {
+        if (trouble) break;
+        digest.add(record);
+        batch.push(record);
+        if (batch.length >= batchSize) {
+          await sendBatch(batch);
+          batch = [];
+          opts.progress?.update(digest.count, bytes);
+        }
+      }
+      if (!trouble && batch.length > 0) await sendBatch(batch);
+    } catch (e) {
+      source.destroy();
+      throw trouble ?? e;
+    } finally {
+      off();
+    }
+    if (trouble) {
+      source.destroy();
+      throw trouble;
+    }
+    opts.progress?.update(digest.count, bytes);
+    summary.records = digest.count;
+    const datasetDigest = digest.digest();
+    summary.datasetDigest = toHex(datasetDigest);
+
+    stage = 'result';
+    await conn.send({ t: 'job_end', jobId, count: summary.records, datasetDigest });
+    const msg = await conn.next(opts.resultTimeoutMs ?? 120_000);
+    if (msg.t === 'error') throw workerError(msg);
+    if (msg.t !== 'result' || msg.jobId !== jobId) throw new ToolkitError('ERR_PROTOCOL', `expected the result of ${jobId}, got ${msg.t}`, { reason: 'state' });
+
+    stage = 'verify';
+    const v = verifyResult(msg.result, msg.evidence, { ...opts.expect, now: now() }, {
+      jobId,
+      datasetId: manifest.datasetId,
+      datasetDigest,
+      query: opts.query,
+      records: summary.records,
+      nonce: jobNonce,
+      publicKey: worker.publicKey!,
+    });
+    return {
+      ...summary,
+      ok: true,
+      result: v.result,
+      resultBytes: msg.result,
+      resultDigest: toHex(v.resultDigest),
+      evidence: msg.evidence,
+      verification: v.evidence,
+    };
+  } catch (e) {
+    const err = isToolkitError(e)
+      ? e
+      : new ToolkitError('ERR_JOB_FAILED', `job failed: ${(e as NodeJS.ErrnoException)?.code ?? 'internal error'}`, { reason: 'internal', cause: e });
+    return {
+      ...summary,
+      ok: false,
+      error: { code: err.code, message: err.message, ...(err.reason !== undefined ? { reason: err.reason } : {}), stage },
+    };
+  } finally {
+    opts.progress?.done();
+    conn?.close();
+  }
+}

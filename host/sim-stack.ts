@@ -1,0 +1,176 @@
+/**
+ * The whole pipeline on one machine, in simulator mode, the way the demo, the benchmark and the
+ * end-to-end tests run it: a simulator state folder, simulated workers as separate processes on Unix
+ * sockets, the KMS simulator on a free loopback port trusting that folder's simulator root, and the
+ * KMS proxy (Unix socket in, TCP out, allow-listed to the simulator only).
+ *
+ * The host side cannot import the worker's code, so the two image formulas it needs (image id from
+ * files, PCR0 from image id) are restated here from enclave/platform/sim-image.ts; the end-to-end
+ * tests check that a worker's attested PCR0 equals `simPcr0(...)`.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ToolkitError } from '../attestation/errors.js';
+import { startKmsSimulator, DEFAULT_ACCOUNT_ID, type KmsSimulator } from './kms-sim/server.js';
+import { readSimulatorRootFromState } from './kms-sim/sim-root.js';
+import { buildEnclaveKeyPolicy } from './key-policy.js';
+import { startKmsProxy, type KmsProxy } from './kms-proxy.js';
+import { startWorkerProcess, type WorkerProcess } from './worker-process.js';
+
+const ZERO48 = new Uint8Array(48);
+function sha384(...parts: (Uint8Array | string)[]): Uint8Array {
+  const h = createHash('sha384');
+  for (const p of parts) h.update(p);
+  return new Uint8Array(h.digest());
+}
+
+/** enclave/platform/sim-image.ts `imageIdFromDigests` over in-memory file contents. */
+export function simImageId(files: readonly Uint8Array[]): Uint8Array {
+  return sha384('enclavekit-sim-image-v1\0', ...files.map((f) => sha384(f)));
+}
+
+export async function simImageIdFromFiles(paths: readonly string[]): Promise<Uint8Array> {
+  const contents: Uint8Array[] = [];
+  for (const p of paths) contents.push(new Uint8Array(await readFile(p)));
+  return simImageId(contents);
+}
+
+/** PCR0 of a simulated image: SHA384(0^48 || SHA384("enclavekit-sim-pcr0-v1\0" || imageId)). */
+export function simPcr0(imageId: Uint8Array): Uint8Array {
+  return sha384(ZERO48, sha384('enclavekit-sim-pcr0-v1\0', imageId));
+}
+
+export async function freeLoopbackPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+export interface SimStackOptions {
+  /** Parent of the temporary folder (default os.tmpdir()). */
+  tmpParent?: string;
+  /** Worker and KMS log lines. */
+  log?: (line: string) => void;
+  /** KMS proxy: bound on concurrent connections. */
+  now?: () => Date;
+}
+
+export interface SimWorkerOptions {
+  /** Either an image id (48 bytes) or the files the image consists of. */
+  imageId?: Uint8Array;
+  imageFiles?: string[];
+  name?: string;
+  extraArgs?: string[];
+  /** Point the worker at this KMS stream endpoint instead of the stack's proxy. */
+  kms?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface SimStack {
+  readonly dir: string;
+  readonly kmsUrl: string;
+  readonly kmsPort: number;
+  /** Unix socket of the KMS proxy that workers use as `--kms`. */
+  readonly kmsProxySocket: string;
+  /** Present once the KMS simulator is started. */
+  kms?: KmsSimulator;
+  proxy?: KmsProxy;
+  /** The simulator root of this stack's state (after the first worker created it). */
+  simulatorRoot(): Promise<Uint8Array>;
+  /** Start a simulated worker process; the first one creates the simulator state. */
+  startWorker(o: SimWorkerOptions): Promise<WorkerProcess & { pcr0: Uint8Array; imageId: Uint8Array }>;
+  /** Start the KMS simulator (trusting this stack's simulator root) and the proxy in front of it. */
+  startKms(): Promise<void>;
+  /** CreateKey whose policy releases data keys only to the image with this PCR0. */
+  createEnclaveKey(pcr0: Uint8Array): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startSimStack(opts: SimStackOptions = {}): Promise<SimStack> {
+  const dir = await mkdtemp(join(opts.tmpParent ?? tmpdir(), 'enclavekit-'));
+  const log = opts.log ?? (() => {});
+  const kmsPort = await freeLoopbackPort();
+  const kmsUrl = `http://127.0.0.1:${kmsPort}`;
+  const kmsProxySocket = join(dir, 'kms.sock');
+  const workers: WorkerProcess[] = [];
+  let n = 0;
+  const stack: SimStack = {
+    dir,
+    kmsUrl,
+    kmsPort,
+    kmsProxySocket,
+    async simulatorRoot() {
+      const r = await readSimulatorRootFromState(join(dir, 'state'));
+      if (!r) throw new ToolkitError('ERR_SIMULATOR_STATE', 'the simulator state has no root yet (start a worker first)');
+      return r;
+    },
+    async startWorker(o) {
+      const imageId = o.imageId ?? (o.imageFiles ? await simImageIdFromFiles(o.imageFiles) : undefined);
+      if (!imageId) throw new TypeError('startWorker: give imageId or imageFiles');
+      const name = o.name ?? `worker${++n}`;
+      const w = await startWorkerProcess({
+        socketPath: join(dir, `${name}.sock`),
+        args: [
+          '--platform', 'simulator',
+          '--sim-state', join(dir, 'state'),
+          '--image-id', Buffer.from(imageId).toString('hex'),
+          '--kms', o.kms ?? `unix:${kmsProxySocket}`,
+          '--kms-endpoint', kmsUrl,
+          ...(o.extraArgs ?? []),
+        ],
+        onLog: (l) => log(`[${name}] ${l}`),
+        ...(o.env ? { env: o.env } : {}),
+      });
+      workers.push(w);
+      return Object.assign(w, { pcr0: simPcr0(imageId), imageId });
+    },
+    async startKms() {
+      stack.kms = await startKmsSimulator({
+        host: '127.0.0.1',
+        port: kmsPort,
+        stateDir: join(dir, 'state'),
+        trustSimulator: true,
+        ...(opts.now ? { now: opts.now } : {}),
+        log: (l) => log(`[kms] ${l}`),
+      });
+      stack.proxy = await startKmsProxy({
+        listen: { kind: 'unix', path: kmsProxySocket },
+        target: { host: '127.0.0.1', port: kmsPort },
+        allow: [{ host: '127.0.0.1', port: kmsPort }],
+        log: (l) => log(`[proxy] ${l}`),
+      });
+    },
+    async createEnclaveKey(pcr0) {
+      const { KMSClient, CreateKeyCommand } = await import('@aws-sdk/client-kms');
+      const client = new KMSClient({
+        region: 'us-east-1',
+        endpoint: kmsUrl,
+        credentials: { accessKeyId: 'enclavekit-simulator', secretAccessKey: 'enclavekit-simulator' },
+      });
+      try {
+        const policy = buildEnclaveKeyPolicy({ pcrs: new Map([[0, pcr0]]), account: DEFAULT_ACCOUNT_ID });
+        const out = await client.send(new CreateKeyCommand({ Policy: policy, Description: 'enclavekit demo key' }));
+        const id = out.KeyMetadata?.KeyId;
+        if (!id) throw new ToolkitError('ERR_KMS_REQUEST', 'CreateKey returned no key id', { reason: 'create_key' });
+        return id;
+      } finally {
+        client.destroy();
+      }
+    },
+    async close() {
+      await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
+      await stack.proxy?.close().catch(() => undefined);
+      await stack.kms?.close().catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return stack;
+}

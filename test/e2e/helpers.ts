@@ -1,0 +1,102 @@
+/** Shared set-up for the end-to-end tests: a small encrypted dataset behind a simulated stack. */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connectEnclave } from '../../host/enclave-conn.js';
+import { encryptDataset, KmsDataKeySource } from '../../host/encrypt.js';
+import { startSimStack, type SimStack } from '../../host/sim-stack.js';
+import type { KeyManifest } from '../../enclave/protocol/index.js';
+import type { RunJobOptions } from '../../host/run.js';
+
+export const REGIONS = ['north', 'south', 'east', 'west'];
+export const SECRET_WORDS = ['zanzibarquux', 'plughxyzzy', 'frobnicated'];
+
+/** Deterministic records; the email, spend and complaint fields get encrypted. */
+export function makeRecords(n: number): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push({
+      id: `r${i}`,
+      region: REGIONS[i % REGIONS.length],
+      email: `person${i}@secret-mail.example`,
+      spend: 10 + ((i * 37) % 90),
+      complaint: `the delivery was late and the ${SECRET_WORDS[i % SECRET_WORDS.length]} box arrived broken`,
+    });
+  }
+  return out;
+}
+
+export const QUERY = {
+  version: 1,
+  groupBy: ['region'],
+  aggregates: [
+    { name: 'n', op: 'count' },
+    { name: 'spend_mean', op: 'mean', field: 'spend' },
+    { name: 'spend_max', op: 'max', field: 'spend' },
+    { name: 'sentiment', op: 'sentiment', field: 'complaint' },
+  ],
+  privacy: { minGroupSize: 10 },
+};
+
+export interface Fixture {
+  stack: SimStack;
+  worker: Awaited<ReturnType<SimStack['startWorker']>>;
+  keyId: string;
+  plainPath: string;
+  datasetPath: string;
+  manifest: KeyManifest;
+  root: Uint8Array;
+  logs: string[];
+  baseRun(over?: Partial<RunJobOptions>): RunJobOptions;
+}
+
+export const IMAGE_A = new Uint8Array(48).fill(0xa1);
+export const IMAGE_B = new Uint8Array(48).fill(0xb2);
+
+export async function setUp(records = 200, opts: { datasetId?: string } = {}): Promise<Fixture> {
+  const logs: string[] = [];
+  const stack = await startSimStack({ log: (l) => logs.push(l) });
+  try {
+    const worker = await stack.startWorker({ imageId: IMAGE_A, name: 'a' });
+    await stack.startKms();
+    const keyId = await stack.createEnclaveKey(worker.pcr0);
+    const plainPath = join(stack.dir, 'plain.ndjson');
+    writeFileSync(plainPath, makeRecords(records).map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const datasetPath = join(stack.dir, 'data.ndjson');
+    const kms = new KmsDataKeySource({ endpoint: stack.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+    const manifest = await encryptDataset({
+      input: plainPath,
+      format: 'ndjson',
+      fields: ['email', 'spend', 'complaint'],
+      idField: 'id',
+      datasetId: opts.datasetId ?? 'e2e-ds',
+      keyId,
+      kms,
+      output: datasetPath,
+    });
+    kms.client.destroy();
+    const root = await stack.simulatorRoot();
+    const fx: Fixture = {
+      stack,
+      worker,
+      keyId,
+      plainPath,
+      datasetPath,
+      manifest,
+      root,
+      logs,
+      baseRun: (over = {}) => ({
+        dataset: datasetPath,
+        manifest,
+        query: QUERY,
+        connect: () => connectEnclave({ kind: 'unix', path: worker.socketPath }),
+        expect: { pcrs: new Map([[0, worker.pcr0]]), simulatorRoots: [root] },
+        batchSize: 50,
+        ...over,
+      }),
+    };
+    return fx;
+  } catch (e) {
+    await stack.close();
+    throw e;
+  }
+}
