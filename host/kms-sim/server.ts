@@ -11,7 +11,9 @@
 import { createPublicKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isToolkitError, ToolkitError } from '../../attestation/errors.js';
+import { AttestationError, isToolkitError, ToolkitError } from '../../attestation/errors.js';
+import { verifyNitro } from '../../attestation/nitro/node.js';
+import { isDebugMode } from '../../attestation/nitro/policy.js';
 import { readSimulatorRootFromState, SIM_CA_FILE } from './sim-root.js';
 import { defaultKeyPolicy, evaluateKeyPolicy, parseKeyPolicy, KeyPolicyError, type KeyPolicy } from '../key-policy.js';
 import { blobKeyId, openBlob, sealBlob, type EncryptionContext } from './blob.js';
@@ -170,22 +172,15 @@ interface Recipient {
   key: KeyObject;
 }
 
-// The verifier module is built in parallel; loaded by name until it lands so this file typechecks.
-const NITRO_VERIFY_MODULE = '../../attestation/nitro/verify.js';
-type NitroVerify = (
-  doc: Uint8Array,
-  options: { now: Date; simulatorRoots: Uint8Array[]; allowDebug: boolean },
-) => { platform: 'nitro' | 'simulator'; pcrs: ReadonlyMap<number, Uint8Array>; publicKey?: Uint8Array | null };
-
-async function defaultVerifier(document: Uint8Array, ctx: RecipientVerifyContext): Promise<RecipientClaims> {
-  const { verifyNitro } = (await import(NITRO_VERIFY_MODULE)) as { verifyNitro: NitroVerify };
-  const trustSim = ctx.simulatorRoots.length > 0;
-  // Simulated enclaves run like debug enclaves (their PCRs are not an AWS-built image), so debug
-  // documents are accepted only from the simulator root, never from AWS's.
-  const v = verifyNitro(document, { now: ctx.now, simulatorRoots: [...ctx.simulatorRoots], allowDebug: trustSim });
-  const pcr0 = v.pcrs.get(0);
-  if (v.platform !== 'simulator' && (pcr0 === undefined || pcr0.every((b) => b === 0)))
-    throw new Error('a debug-mode enclave document cannot be a Recipient');
+/**
+ * The real verifier: AWS's pinned root always, the simulator root only when configured. Simulated
+ * enclaves run like debug enclaves (their PCRs are not an AWS-built image), so a debug document is
+ * accepted only when it chains to the simulator root, never to AWS's: AWS KMS refuses those too.
+ */
+function defaultVerifier(document: Uint8Array, ctx: RecipientVerifyContext): RecipientClaims {
+  const v = verifyNitro(document, { now: ctx.now, simulatorRoots: ctx.simulatorRoots, allowDebug: ctx.simulatorRoots.length > 0 });
+  if (v.platform !== 'simulator' && isDebugMode(v.pcrs))
+    throw new AttestationError('ERR_ATTESTATION_POLICY', 'a debug-mode enclave document cannot be a Recipient', { reason: 'debug' });
   return { platform: v.platform, pcrs: v.pcrs, publicKey: v.publicKey };
 }
 

@@ -1,14 +1,10 @@
 /** Shared by the KMS simulator tests: a simulated enclave (CA + RSA recipient key) and SDK clients. */
-import { X509Certificate, generateKeyPairSync, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { createNitroSimCa, issueNitroDocument, type NitroSimCa } from '../../attestation/sim/nitro.js';
-import { parseNitroDocument } from '../../attestation/nitro/parse.js';
-import { sigStructure } from '../../attestation/nitro/cose.js';
-import { AttestationError } from '../../attestation/errors.js';
-import type { RecipientVerifier } from '../../host/kms-sim/server.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -50,21 +46,5 @@ export async function simEnclave(): Promise<SimEnclave> {
     ...s,
     document: (pcrs, publicKey) =>
       issueNitroDocument(s.ca, { moduleId: 'i-0123456789abcdef0-enc0123456789abcdef', timestamp: NOW, pcrs, publicKey: publicKey === undefined ? s.spki : publicKey }),
-  };
-}
-
-/**
- * Stand-in until the real verifier lands: parse strictly, require the pinned simulator root as
- * cabundle[0] and check the COSE ES384 signature with the leaf key. (No path validation.)
- */
-export function stubVerifier(): RecipientVerifier {
-  return (doc, ctx) => {
-    const p = parseNitroDocument(doc);
-    const root = ctx.simulatorRoots.find((r) => Buffer.from(r).equals(Buffer.from(p.cabundle[0]!)));
-    if (root === undefined) throw new AttestationError('ERR_NITRO_CHAIN_INVALID', 'untrusted root');
-    const leaf = new X509Certificate(p.certificate);
-    const ok = nodeVerify('sha384', sigStructure(p.protectedHeader, p.payload), { key: leaf.publicKey, dsaEncoding: 'ieee-p1363' }, p.signature);
-    if (!ok) throw new AttestationError('ERR_NITRO_SIGNATURE_INVALID', 'bad signature');
-    return { platform: 'simulator', pcrs: p.pcrs, publicKey: p.publicKey };
   };
 }

@@ -8,7 +8,7 @@ import type { CliIO } from '../../host/cli/io.js';
 import { startKmsSimulator, type KmsSimulator } from '../../host/kms-sim/server.js';
 import { openCiphertextForRecipient } from '../../enclave/cms.js';
 import { ToolkitError } from '../../attestation/errors.js';
-import { NOW, kmsClient, pcr, simEnclave, stubVerifier, tempDir } from './helpers.js';
+import { NOW, kmsClient, pcr, simEnclave, tempDir } from './helpers.js';
 
 const ACCOUNT = '111122223333';
 const ARN = `arn:aws:kms:us-east-1:${ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`;
@@ -119,7 +119,7 @@ describe('`enclavekit policy`', () => {
   beforeAll(async () => {
     tmp = tempDir();
     const enclave = await simEnclave();
-    sim = await startKmsSimulator({ stateDir: tmp.dir, now: () => NOW, trustSimulator: true, simulatorRoots: [enclave.ca.rootDer], verifyRecipient: stubVerifier() });
+    sim = await startKmsSimulator({ stateDir: tmp.dir, now: () => NOW, trustSimulator: true, simulatorRoots: [enclave.ca.rootDer] });
     kms = kmsClient(sim.url);
   });
   afterAll(async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import {
@@ -22,7 +22,7 @@ import { startKmsSimulator, type KmsSimulator } from '../../host/kms-sim/server.
 import { MASTER_KEY_FILE, STATE_FILE } from '../../host/kms-sim/store.js';
 import { buildEnclaveKeyPolicy } from '../../host/key-policy.js';
 import { openCiphertextForRecipient } from '../../enclave/cms.js';
-import { NOW, kmsClient, pcr, simEnclave, stubVerifier, tempDir, type SimEnclave } from './helpers.js';
+import { NOW, kmsClient, pcr, simEnclave, tempDir, type SimEnclave } from './helpers.js';
 
 const enc = new TextEncoder();
 let tmp: ReturnType<typeof tempDir>;
@@ -31,7 +31,7 @@ let kms: KMSClient;
 let enclave: SimEnclave;
 
 async function start(dir = tmp.dir): Promise<KmsSimulator> {
-  return startKmsSimulator({ stateDir: dir, now: () => NOW, trustSimulator: true, simulatorRoots: [enclave.ca.rootDer], verifyRecipient: stubVerifier() });
+  return startKmsSimulator({ stateDir: dir, now: () => NOW, trustSimulator: true, simulatorRoots: [enclave.ca.rootDer] });
 }
 
 async function errorName(p: Promise<unknown>): Promise<string> {
@@ -192,7 +192,7 @@ describe('KMS simulator: Recipient and a key policy bound to PCR0', () => {
 
   it('a simulator document is refused when the simulator root is not trusted', async () => {
     const t = tempDir();
-    const strict = await startKmsSimulator({ stateDir: t.dir, now: () => NOW, verifyRecipient: stubVerifier() });
+    const strict = await startKmsSimulator({ stateDir: t.dir, now: () => NOW });
     const c = kmsClient(strict.url);
     try {
       const k = (await c.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
@@ -202,6 +202,46 @@ describe('KMS simulator: Recipient and a key policy bound to PCR0', () => {
     } finally {
       c.destroy();
       await strict.close();
+      t.cleanup();
+    }
+  });
+});
+
+describe('KMS simulator: real AWS documents go through the real verifier', () => {
+  it('an AWS-signed production document verifies at its own time (then fails only for lacking an RSA public_key); a debug one is refused', async () => {
+    const V = join(import.meta.dirname, '../vectors/nitro');
+    const t = tempDir();
+    const at = new Date('2022-10-13T08:58:02Z');
+    const s = await startKmsSimulator({ stateDir: t.dir, now: () => at });
+    const c = kmsClient(s.url);
+    try {
+      const k = (await c.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+      const b = (await c.send(new EncryptCommand({ KeyId: k, Plaintext: enc.encode('x') }))).CiphertextBlob!;
+      const prod = new Uint8Array(readFileSync(join(V, 'evervault-1.cose')));
+      await expect(c.send(new DecryptCommand({ CiphertextBlob: b, Recipient: { AttestationDocument: prod } }))).rejects.toMatchObject({
+        name: 'ValidationException',
+        message: expect.stringContaining('has no public_key'),
+      });
+      const debug = new Uint8Array(readFileSync(join(V, 'evervault-2.cose')));
+      await expect(c.send(new DecryptCommand({ CiphertextBlob: b, Recipient: { AttestationDocument: debug } }))).rejects.toMatchObject({
+        name: 'ValidationException',
+        message: expect.stringContaining('is not valid'),
+      });
+      // The same production document at today's date: its leaf has long expired.
+      const late = await startKmsSimulator({ stateDir: t.dir, now: () => NOW });
+      const c2 = kmsClient(late.url);
+      try {
+        await expect(c2.send(new DecryptCommand({ CiphertextBlob: b, Recipient: { AttestationDocument: prod } }))).rejects.toMatchObject({
+          name: 'ValidationException',
+          message: expect.stringContaining('ERR_NITRO_CHAIN_INVALID'),
+        });
+      } finally {
+        c2.destroy();
+        await late.close();
+      }
+    } finally {
+      c.destroy();
+      await s.close();
       t.cleanup();
     }
   });
