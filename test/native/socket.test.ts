@@ -191,8 +191,8 @@ d('native stream sockets over AF_UNIX', () => {
 
   it('carries TLS (tls.connect({socket})) with a self-signed certificate made here', async () => {
     const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-    x509.cryptoProvider.set(webcrypto as unknown as Crypto);
-    const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+    const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: '01',
       name: 'CN=enclavekit-test',
