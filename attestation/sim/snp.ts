@@ -75,6 +75,9 @@ export interface CreateSnpSimChainOptions {
   /** RSA modulus for ARK/ASK/ASVK: AMD uses 4096; 2048 keeps tests fast. */
   rsaBits?: 2048 | 3072 | 4096;
   overrides?: Partial<Record<SnpSimCertName, SnpSimCertOverride>>;
+  /** Key pairs to use instead of generating them (RSA-PSS SHA-384 for ARK/ASK/ASVK, ECDSA for the
+   * leaves): RSA key generation dominates the cost, so tests re-issue certificates over one set of keys. */
+  keys?: Partial<Record<SnpSimCertName, CryptoKeyPair>>;
 }
 
 interface SimCert {
@@ -253,12 +256,15 @@ export async function createSnpSimChain(options: CreateSnpSimChainOptions): Prom
   const rsa = async () => subtle().generateKey(RSA_PSS(bits), true, ['sign', 'verify']) as Promise<CryptoKeyPair>;
   const ec = async (curve: 'P-256' | 'P-384') =>
     subtle().generateKey({ name: 'ECDSA', namedCurve: curve }, true, ['sign', 'verify']) as Promise<CryptoKeyPair>;
+  const given = options.keys ?? {};
+  const leafKey = (n: 'vcek' | 'vlek') =>
+    given[n] && ov[n]?.curve === undefined ? Promise.resolve(given[n]) : ec(ov[n]?.curve ?? 'P-384');
   const [arkK, askK, asvkK, vcekK, vlekK] = await Promise.all([
-    rsa(),
-    rsa(),
-    rsa(),
-    ec(ov.vcek?.curve ?? 'P-384'),
-    ec(ov.vlek?.curve ?? 'P-384'),
+    given.ark ? Promise.resolve(given.ark) : rsa(),
+    given.ask ? Promise.resolve(given.ask) : rsa(),
+    given.asvk ? Promise.resolve(given.asvk) : rsa(),
+    leafKey('vcek'),
+    leafKey('vlek'),
   ]);
   const keys: Record<SnpSimCertName, CryptoKeyPair> = { ark: arkK, ask: askK, asvk: asvkK, vcek: vcekK, vlek: vlekK };
   const signerOf = (name: SnpSimCertName, dflt: SnpSimCertName) => keys[ov[name]?.signedBy ?? dflt].privateKey;
@@ -307,6 +313,12 @@ export async function createSnpSimChain(options: CreateSnpSimChainOptions): Prom
     vcek: c(vcekDer, vcekK),
     vlek: c(vlekDer, vlekK),
   };
+}
+
+/** The key pairs of a chain, to pass as `keys` when building variants of it. */
+export function snpSimChainKeys(chain: SnpSimChain): Record<SnpSimCertName, CryptoKeyPair> {
+  const k = (c: SimCert): CryptoKeyPair => ({ publicKey: c.publicKey, privateKey: c.privateKey });
+  return { ark: k(chain.ark), ask: k(chain.ask), asvk: k(chain.asvk), vcek: k(chain.vcek), vlek: k(chain.vlek) };
 }
 
 export interface IssueSnpReportOptions {
