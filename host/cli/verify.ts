@@ -117,7 +117,14 @@ async function delegateSnp(argv: string[], io: CliIO): Promise<number> {
 }
 
 function summarize(r: VerifiedNitroDocument): [string, string][] {
-  const hex = (b: Uint8Array | undefined) => (b === undefined ? '(none)' : b.length === 0 ? '(empty)' : Buffer.from(b).toString('hex'));
+  const hex = (b: Uint8Array | undefined) =>
+    b === undefined
+      ? '(none)'
+      : b.length === 0
+        ? '(empty)'
+        : b.length > 64
+          ? `${Buffer.from(b.subarray(0, 32)).toString('hex')}... (${b.length} bytes; --json prints all)`
+          : Buffer.from(b).toString('hex');
   const lines: [string, string][] = [
     ['module_id', r.moduleId],
     ['timestamp', r.timestamp.toISOString()],
