@@ -28,6 +28,21 @@ import { AlgorithmIdentifier, SubjectKeyIdentifier } from '@peculiar/asn1-x509';
 const ID_AES256_CBC = '2.16.840.1.101.3.4.1.42';
 const NULL_DER = new Uint8Array([0x05, 0x00]).buffer;
 
+let oaepParams: ArrayBuffer | undefined;
+/** The RSAES-OAEP parameters never change; serializing them costs more than the RSA encryption. */
+function oaepParamsDer(): ArrayBuffer {
+  if (oaepParams === undefined) {
+    const sha256 = new AlgorithmIdentifier({ algorithm: id_sha256, parameters: NULL_DER });
+    oaepParams = AsnConvert.serialize(
+      new RsaEsOaepParams({
+        hashAlgorithm: sha256,
+        maskGenAlgorithm: new AlgorithmIdentifier({ algorithm: id_mgf1, parameters: AsnConvert.serialize(sha256) }),
+      }),
+    );
+  }
+  return oaepParams;
+}
+
 export interface EnvelopeRandom {
   (n: number): Uint8Array;
 }
@@ -48,17 +63,12 @@ export function buildCiphertextForRecipient(
     const c = createCipheriv('aes-256-cbc', cek, iv);
     const content = Buffer.concat([c.update(plaintext), c.final()]);
     const encryptedKey = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, cek);
-    const sha256 = new AlgorithmIdentifier({ algorithm: id_sha256, parameters: NULL_DER });
-    const oaep = new RsaEsOaepParams({
-      hashAlgorithm: sha256,
-      maskGenAlgorithm: new AlgorithmIdentifier({ algorithm: id_mgf1, parameters: AsnConvert.serialize(sha256) }),
-    });
     const ktri = new KeyTransRecipientInfo({
       version: CMSVersion.v2,
       rid: new RecipientIdentifier({
         subjectKeyIdentifier: new SubjectKeyIdentifier(createHash('sha256').update(spkiDer).digest()),
       }),
-      keyEncryptionAlgorithm: new KeyEncryptionAlgorithmIdentifier({ algorithm: id_RSAES_OAEP, parameters: AsnConvert.serialize(oaep) }),
+      keyEncryptionAlgorithm: new KeyEncryptionAlgorithmIdentifier({ algorithm: id_RSAES_OAEP, parameters: oaepParamsDer() }),
       encryptedKey: new OctetString(encryptedKey),
     });
     const ed = new EnvelopedData({
