@@ -157,7 +157,9 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
 
   armIdle();
   try {
-    for await (const chunk of stream) {
+    // destroyOnReturn: false — on a failure the stream must stay open long enough to deliver the
+    // error frame; destroying it with unread input would make the kernel answer with a reset.
+    for await (const chunk of stream.iterator({ destroyOnReturn: false })) {
       armIdle();
       const bytes = chunk as Buffer;
       const msgs = decoder.push(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
@@ -178,9 +180,24 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
   } finally {
     clearTimeout(idle);
     job?.abort();
-    if (!closed) stream.end();
-    // Give the error frame a moment to flush, then make sure the descriptor is released.
-    setTimeout(() => stream.destroy(), 1000).unref();
+    if (!closed) {
+      // Say no more, then discard whatever the host still has in flight until it closes (bounded),
+      // so the error frame is read rather than lost to a connection reset.
+      stream.end();
+      stream.on('data', () => {});
+      stream.resume();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 2000);
+        const done = () => {
+          clearTimeout(t);
+          resolve();
+        };
+        stream.once('close', done);
+        stream.once('end', done);
+        stream.once('error', done);
+      });
+    }
+    stream.destroy();
   }
 }
 

@@ -54,7 +54,9 @@ export interface WorkerProcess {
 
 export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<WorkerProcess> {
   const { command, args, cwd } = workerCommand();
-  const child = spawn(command, [...args, '--listen', `unix:${opts.socketPath}`, ...opts.args], {
+  // Extra Node flags for the worker (profiling, heap limits): not part of the protocol, a tool for us.
+  const nodeArgs = (opts.env ?? process.env).ENCLAVEKIT_WORKER_NODE_ARGS?.split(' ').filter((a) => a.length > 0) ?? [];
+  const child = spawn(command, [...nodeArgs, ...args, '--listen', `unix:${opts.socketPath}`, ...opts.args], {
     cwd,
     env: { ...(opts.env ?? process.env), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     stdio: ['ignore', 'ignore', 'pipe'],
