@@ -250,7 +250,9 @@ export class EnclaveKms {
         endpoint: this.endpoint,
         ...(credentials ? { credentials } : {}),
         maxAttempts: this.#o.maxAttempts ?? 3,
-        requestHandler: { ...this.#agents, connectionTimeout: this.#connectTimeout, requestTimeout: this.#requestTimeout },
+        // Timeouts are ours (dial and one deadline per call), so the handler's own are left unset:
+        // two timers racing would make the error depend on which fired first.
+        requestHandler: { ...this.#agents },
       });
     }));
   }
@@ -282,8 +284,14 @@ export class EnclaveKms {
         throw kmsError('ERR_KMS_REQUEST', `KMS Decrypt for key "${ref.ref}" did not complete within ${this.#requestTimeout} ms`, 'timeout', e);
       const name = errorName(e);
       const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === undefined && (name === 'TimeoutError' || (e as { code?: string }).code === 'ECONNRESET'))
-        throw kmsError('ERR_KMS_UNREACHABLE', `KMS connection failed for key "${ref.ref}" (${name})`, 'connection', e);
+      if (status === undefined) {
+        // The SDK renames ECONNRESET/EPIPE to TimeoutError; the errno says what really happened.
+        const code = (e as { code?: unknown }).code;
+        if (typeof code === 'string' && /^E[A-Z]+$/.test(code) && code !== 'ETIMEDOUT')
+          throw kmsError('ERR_KMS_UNREACHABLE', `KMS connection failed for key "${ref.ref}" (${code})`, 'connection', e);
+        if (name === 'TimeoutError' || code === 'ETIMEDOUT')
+          throw kmsError('ERR_KMS_REQUEST', `KMS Decrypt for key "${ref.ref}" timed out`, 'timeout', e);
+      }
       throw kmsError('ERR_KMS_REQUEST', `KMS Decrypt refused key "${ref.ref}": ${name}`, name, e);
     } finally {
       clearTimeout(timer);

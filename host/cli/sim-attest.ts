@@ -224,28 +224,30 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     : values.image
       ? await imageIdFromFiles(values.image)
       : sha384('enclavekit-sim-image-v1\0'); // an image of no files: stable, and distinct from any real bundle
+  // Every argument is checked before the state folder is touched (creating it generates keys).
+  const pcrOverrides = new Map<number, Uint8Array>();
+  for (const spec of values.pcr ?? []) {
+    const m = /^(\d{1,2})=([0-9a-fA-F]+)$/.exec(spec);
+    if (!m || Number(m[1]) > 31) throw new UsageError(`--pcr ${spec}: expected N=HEX with N in 0..31`);
+    pcrOverrides.set(Number(m[1]), hexArg(m[2]!, 'pcr', { len: 48 }));
+  }
+  const explicitMeasurement = values.measurement !== undefined ? hexArg(values.measurement, 'measurement', { len: 48 }) : undefined;
+  if (platform === 'nitro' && explicitMeasurement) throw new UsageError('--measurement applies to --platform sev-snp');
+  if (platform === 'sev-snp' && pcrOverrides.size > 0) throw new UsageError('SEV-SNP has no PCRs; use --measurement or --image');
+  if (platform === 'sev-snp' && values['instance-id'] !== undefined) throw new UsageError('--instance-id applies to --platform nitro');
   const now = io.now();
   const state = await openState(values.state, now);
 
   let evidence: Uint8Array;
   const summary: string[] = [];
   if (platform === 'nitro') {
-    if (values.measurement !== undefined) throw new UsageError('--measurement applies to --platform sev-snp');
     const pcrs = bootPcrs(imageId, values['instance-id'] ?? DEFAULT_INSTANCE_ID);
-    for (const spec of values.pcr ?? []) {
-      const m = /^(\d{1,2})=([0-9a-fA-F]+)$/.exec(spec);
-      if (!m || Number(m[1]) > 31) throw new UsageError(`--pcr ${spec}: expected N=HEX with N in 0..31`);
-      pcrs.set(Number(m[1]), hexArg(m[2]!, 'pcr', { len: 48 }));
-    }
+    for (const [i, v] of pcrOverrides) pcrs.set(i, v);
     const moduleId = `${values['instance-id'] ?? DEFAULT_INSTANCE_ID}-enc${randomBytes(8).toString('hex')}`;
     evidence = await issueNitroDocument(state.ca, { moduleId, timestamp: now, pcrs, publicKey, userData: userData ?? null, nonce: nonce ?? null });
     summary.push(`PCR0 ${toHex(pcrs.get(0)!)}`);
   } else {
-    if (values.pcr?.length) throw new UsageError('SEV-SNP has no PCRs; use --measurement or --image');
-    if (values['instance-id'] !== undefined) throw new UsageError('--instance-id applies to --platform nitro');
-    const measurement = values.measurement !== undefined
-      ? hexArg(values.measurement, 'measurement', { len: 48 })
-      : sha384('enclavekit-sim-snp-measurement-v1\0', imageId);
+    const measurement = explicitMeasurement ?? sha384('enclavekit-sim-snp-measurement-v1\0', imageId);
     const report = await issueSnpReport(state.snp, {
       version: 5,
       measurement,

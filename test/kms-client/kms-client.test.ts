@@ -304,6 +304,16 @@ describe('EnclaveKms: hostile or broken endpoints', () => {
     await c.close();
   });
 
+  it('a peer that hangs up mid-request is ERR_KMS_UNREACHABLE / connection', async () => {
+    const srv = net.createServer((s) => s.destroy());
+    await listen(srv, 0);
+    const p = (srv.address() as net.AddressInfo).port;
+    const c = client({ endpoint: `http://127.0.0.1:${p}`, connect: () => dialTcp(p) });
+    const e = await failure(c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob }));
+    expect([e.code, e.reason]).toEqual(['ERR_KMS_UNREACHABLE', 'connection']);
+    await c.close();
+  });
+
   it('a stream that never opens, or is refused, is ERR_KMS_UNREACHABLE', async () => {
     const hang = client({ connect: () => new Promise(() => undefined), connectTimeoutMs: 200 });
     const t0 = Date.now();

@@ -3,7 +3,7 @@ import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { toHex } from '../../attestation/bytes.js';
 import { ToolkitError } from '../../attestation/errors.js';
 import { verifyNitro } from '../../attestation/nitro/node.js';
@@ -84,9 +84,19 @@ describe('simulator state folder', () => {
   });
 });
 
+// One folder for the tests below: creating a state generates RSA and EC keys, the slow part.
+let shared: string;
+beforeAll(async () => {
+  shared = await mkdtemp(join(tmpdir(), 'ek-shared-'));
+  await openSimulatorState(join(shared, 'state'), { now: NOW });
+});
+afterAll(async () => {
+  await rm(shared, { recursive: true, force: true });
+});
+
 describe('simulated SEV-SNP platform', () => {
   it('v5 report + cert table verifies with the simulator ARK only, binds REPORT_DATA, has no PCRs', async () => {
-    const s = await openSimulatorState(join(dir, 's'), { now: NOW });
+    const s = await openSimulatorState(join(shared, 'state'), { now: NOW });
     const measurement = simulatedMeasurement(new Uint8Array(48).fill(1));
     const p = new SimSnpPlatform({ chain: s.snpChain, measurement });
     expect(p.kind).toBe('simulator');
@@ -113,7 +123,7 @@ describe('enclavekit sim attest', () => {
     await writeFile(bundle, 'export const worker = 1;\n');
     const spki = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' });
     await writeFile(join(dir, 'pk.der'), spki);
-    const sdir = join(dir, 'state');
+    const sdir = join(dir, 'fresh-state');
     const t = io();
     const code = await simAttest(
       ['--state', sdir, '--public-key', join(dir, 'pk.der'), '--image', bundle, '--nonce', 'aabb', '--user-data', '01',
@@ -137,7 +147,7 @@ describe('enclavekit sim attest', () => {
   });
 
   it('issues an SNP report with the same REPORT_DATA binding and measurement derivation as the platform', async () => {
-    const sdir = join(dir, 'state');
+    const sdir = join(shared, 'state');
     await writeFile(join(dir, 'pk.der'), Uint8Array.of(5, 6, 7));
     const imageId = 'ab'.repeat(48);
     expect(
@@ -145,6 +155,7 @@ describe('enclavekit sim attest', () => {
         '--nonce', '0102', '--out', join(dir, 'r.bin')], io()),
     ).toBe(0);
     const state = await openSimulatorState(sdir, { now: NOW });
+    expect(state.created).toBe(false);
     const { report, certTable } = splitSnpEvidence(new Uint8Array(await readFile(join(dir, 'r.bin'))));
     const v = verifySevSnp(report, { certTable }, { now: NOW, simulatorRoots: [state.snpChain.ark.der], crypto: nodeCrypto });
     expect(v.platform).toBe('simulator');
@@ -154,10 +165,14 @@ describe('enclavekit sim attest', () => {
 
   it('rejects bad usage with UsageError (exit 2 through the dispatcher)', async () => {
     await writeFile(join(dir, 'pk.der'), Uint8Array.of(1));
-    const base = ['--state', join(dir, 's'), '--public-key', join(dir, 'pk.der'), '--out', join(dir, 'o')];
+    const base = ['--state', join(dir, 'never-created'), '--public-key', join(dir, 'pk.der'), '--out', join(dir, 'o')];
     for (const extra of [['--pcr', '40=00'], ['--pcr', `1=${'00'.repeat(47)}`], ['--nonce', 'zz'], ['--platform', 'tdx'], ['--image-id', '00'], ['--bogus']]) {
       await expect(simAttest([...base, ...extra], io())).rejects.toMatchObject({ name: 'UsageError' });
     }
     await expect(simAttest(['--state', join(dir, 's')], io())).rejects.toMatchObject({ name: 'UsageError' });
+    await expect(simAttest([...base, '--platform', 'sev-snp', '--pcr', `16=${'00'.repeat(48)}`], io())).rejects.toMatchObject({ name: 'UsageError' });
+    await expect(simAttest([...base, '--measurement', '00'.repeat(48)], io())).rejects.toMatchObject({ name: 'UsageError' });
+    // Usage errors never create (or generate keys into) a state folder.
+    await expect(stat(join(dir, 'never-created'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
