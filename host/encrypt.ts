@@ -11,6 +11,7 @@ import { createCipheriv, createSecretKey, randomBytes, type KeyObject } from 'no
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
+import { once } from 'node:events';
 import { stringify as stringifyCsv } from 'csv-stringify/sync';
 import { KMSClient, GenerateDataKeyCommand } from '@aws-sdk/client-kms';
 import { ToolkitError } from '../attestation/errors.js';
@@ -141,23 +142,8 @@ class IvPool {
   }
 }
 
-function writeAll(out: Writable, data: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (e: Error): void => reject(e);
-    out.once('error', onError);
-    const ok = out.write(data, (e) => {
-      if (e) reject(e);
-    });
-    if (ok) {
-      out.off('error', onError);
-      resolve();
-    } else {
-      out.once('drain', () => {
-        out.off('error', onError);
-        resolve();
-      });
-    }
-  });
+async function writeAll(out: Writable, data: string): Promise<void> {
+  if (!out.write(data)) await once(out, 'drain');
 }
 
 function endStream(out: Writable): Promise<void> {
