@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import fc from 'fast-check';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import {
@@ -20,6 +22,8 @@ import {
 } from '@aws-sdk/client-kms';
 import { startKmsSimulator, type KmsSimulator } from '../../host/kms-sim/server.js';
 import { MASTER_KEY_FILE, STATE_FILE } from '../../host/kms-sim/store.js';
+import { SIM_CA_FILE, readRootsPem } from '../../host/kms-sim/sim-root.js';
+import { exportNitroSimCa } from '../../attestation/sim/nitro.js';
 import { buildEnclaveKeyPolicy } from '../../host/key-policy.js';
 import { openCiphertextForRecipient } from '../../enclave/cms.js';
 import { NOW, kmsClient, pcr, simEnclave, tempDir, type SimEnclave } from './helpers.js';
@@ -190,6 +194,35 @@ describe('KMS simulator: Recipient and a key policy bound to PCR0', () => {
     expect(await errorName(kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { AttestationDocument: noKey } })))).toBe('ValidationException');
   });
 
+  it('--trust-simulator takes the root from <state>/sim-ca.json, or from a PEM file', async () => {
+    const t = tempDir();
+    try {
+      await expect(startKmsSimulator({ stateDir: t.dir, trustSimulator: true })).rejects.toMatchObject({ code: 'ERR_SIMULATOR_STATE' });
+      writeFileSync(join(t.dir, SIM_CA_FILE), JSON.stringify(await exportNitroSimCa(enclave.ca)), { mode: 0o600 });
+      const s = await startKmsSimulator({ stateDir: t.dir, now: () => NOW, trustSimulator: true });
+      const c = kmsClient(s.url);
+      try {
+        const k = (await c.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+        const b = (await c.send(new EncryptCommand({ KeyId: k, Plaintext: enc.encode('from state') }))).CiphertextBlob!;
+        const d = await c.send(new DecryptCommand({ CiphertextBlob: b, Recipient: { AttestationDocument: await enclave.document(new Map([[0, GOOD]])) } }));
+        expect(new TextDecoder().decode(openCiphertextForRecipient(d.CiphertextForRecipient!, enclave.privateKey))).toBe('from state');
+      } finally {
+        c.destroy();
+        await s.close();
+      }
+      const pemPath = join(t.dir, 'root.pem');
+      writeFileSync(pemPath, new X509Certificate(enclave.ca.rootDer).toString());
+      expect(await readRootsPem(pemPath)).toEqual([enclave.ca.rootDer]);
+      writeFileSync(pemPath, 'nothing here');
+      await expect(readRootsPem(pemPath)).rejects.toMatchObject({ code: 'ERR_SIMULATOR_STATE' });
+      // A leaf-like (non-CA) certificate is not a root.
+      writeFileSync(pemPath, new X509Certificate(enclave.ca.bundle[3]!).toString());
+      await expect(readRootsPem(pemPath)).rejects.toMatchObject({ code: 'ERR_SIMULATOR_STATE' });
+    } finally {
+      t.cleanup();
+    }
+  });
+
   it('a simulator document is refused when the simulator root is not trusted', async () => {
     const t = tempDir();
     const strict = await startKmsSimulator({ stateDir: t.dir, now: () => NOW });
@@ -353,8 +386,46 @@ describe('KMS simulator: state, concurrency, bad input', () => {
     }
     const big = await raw(Buffer.alloc(1024 * 1024 + 10, 0x20), H('ListKeys'));
     expect(big).toEqual({ status: 413, json: expect.objectContaining({ __type: 'SerializationException' }) });
+    // Chunked (no content-length): the bound is enforced while reading.
+    const chunked = await new Promise<number>((resolve, reject) => {
+      const u = new URL(sim.url);
+      const r = request({ host: u.hostname, port: u.port, method: 'POST', path: '/', headers: { ...H('ListKeys'), 'transfer-encoding': 'chunked' }, timeout: 5000 }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      });
+      r.on('error', () => resolve(-1));
+      const piece = Buffer.alloc(64 * 1024, 0x20);
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < 2 * 1024 * 1024) {
+          sent += piece.length;
+          if (!r.write(piece)) {
+            r.once('drain', pump);
+            return;
+          }
+        }
+        r.end();
+      };
+      pump();
+      setTimeout(() => reject(new Error('hang')), 8000).unref();
+    });
+    expect([413, -1]).toContain(chunked);
     const get = await raw('', {}, 'GET');
     expect(get.json.__type).toBe('UnknownOperationException');
     expect((await kms.send(new ListKeysCommand({}))).Keys!.length).toBeGreaterThan(0);
+  });
+
+  it('arbitrary JSON bodies for every operation give 200 or a 4xx AWS error, never a 500', async () => {
+    const ops = ['CreateKey', 'DescribeKey', 'ListKeys', 'CreateAlias', 'ListAliases', 'GetKeyPolicy', 'PutKeyPolicy', 'Encrypt', 'Decrypt', 'ReEncrypt', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'GenerateRandom'];
+    const field = fc.constantFrom('KeyId', 'Plaintext', 'CiphertextBlob', 'EncryptionContext', 'Recipient', 'NumberOfBytes', 'KeySpec', 'Policy', 'AliasName', 'TargetKeyId', 'Limit', 'Marker', 'DestinationKeyId', 'GrantTokens', 'DryRun', '__proto__', 'constructor');
+    const value = fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom('AAAA', 'alias/x', '{}', 'arn:aws:kms:us-east-1:111122223333:key/x'), fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }));
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...ops), fc.dictionary(field, value, { maxKeys: 5 }), async (op, body) => {
+        const r = await raw(JSON.stringify(body), H(op));
+        expect(r.status === 200 || (r.status >= 400 && r.status < 500)).toBe(true);
+        if (r.status !== 200) expect(typeof r.json.__type).toBe('string');
+      }),
+      { numRuns: 150 },
+    );
   });
 });
