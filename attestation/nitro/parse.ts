@@ -48,6 +48,8 @@ function bad(reason: string, message: string, cause?: unknown): AttestationError
 // ---------------------------------------------------------------------------------------------
 // Bounded CBOR well-formedness walk
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 interface Head {
   major: number;
   /** Argument value; `-1` = indefinite length. */
@@ -87,6 +89,14 @@ function skipItem(b: Uint8Array, pos: number, depth: number): number {
       // Indefinite-length strings never occur in NSM output; refusing them keeps bytes contiguous.
       if (h.arg < 0) throw bad('cbor', `indefinite-length string at offset ${pos}`);
       if (h.arg > b.length - h.next) throw bad('cbor', `string at offset ${pos} runs past the end`);
+      // cbor-x would decode bad UTF-8 leniently (U+FFFD); text must be valid to be compared.
+      if (h.major === 3) {
+        try {
+          utf8.decode(b.subarray(h.next, h.next + h.arg));
+        } catch (cause) {
+          throw bad('cbor', `text string at offset ${pos} is not valid UTF-8`, cause);
+        }
+      }
       return h.next + h.arg;
     }
     case 4:

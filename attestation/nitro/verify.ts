@@ -153,14 +153,16 @@ export function verifyNitroWith(doc: Uint8Array, options: NitroVerifyOptions, de
   }
   if (!ok) throw new AttestationError('ERR_NITRO_SIGNATURE_INVALID', 'Nitro attestation document: COSE_Sign1 signature does not verify with the leaf key', { reason: 'cose_signature' });
 
-  // Copies: the caller's buffer must not be able to change a verified result.
-  const pcrs = new ReadonlyPcrMap([...p.pcrs].sort((a, b) => a[0] - b[0]).map(([k, v]) => [k, v.slice()] as [number, Uint8Array]));
+  // Plain Uint8Array copies (Buffer#slice would be a view): the caller's buffer must not be able
+  // to change a verified result.
+  const copy = (b: Uint8Array | undefined) => (b === undefined ? undefined : new Uint8Array(b));
+  const pcrs = new ReadonlyPcrMap([...p.pcrs].sort((a, b) => a[0] - b[0]).map(([k, v]) => [k, new Uint8Array(v)] as [number, Uint8Array]));
   const claims = {
     timestamp: new Date(p.timestamp),
     pcrs,
-    publicKey: p.publicKey?.slice(),
-    userData: p.userData?.slice(),
-    nonce: p.nonce?.slice(),
+    publicKey: copy(p.publicKey),
+    userData: copy(p.userData),
+    nonce: copy(p.nonce),
   };
   checkNitroPolicy(claims, options.policy, now, options.allowDebug === true);
 

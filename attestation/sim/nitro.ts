@@ -9,6 +9,7 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { concatBytes } from '../bytes.js';
+import { ToolkitError } from '../errors.js';
 import { cborBstr, cborHead, cborTstr, cborUint64, PROTECTED_ES384, sigStructure } from '../nitro/cose.js';
 
 // Spelled out here: the project compiles without the DOM lib, and attestation/ may not import `node:`.
@@ -282,10 +283,23 @@ export async function exportNitroSimCa(ca: NitroSimCa): Promise<NitroSimCaJson> 
   return out;
 }
 
+const stateError = (message: string, cause?: unknown) =>
+  new ToolkitError('ERR_SIMULATOR_STATE', `Nitro simulator CA: ${message}`, { reason: 'corrupt', cause });
+
 async function importCert(e: unknown, label: string): Promise<SimCert> {
+  try {
+    return await importCertInner(e, label);
+  } catch (cause) {
+    if (cause instanceof ToolkitError) throw cause;
+    // WebCrypto and x509 failures carry no key material in their messages, but keep them as cause only.
+    throw stateError(`"${label}" cannot be imported`, cause);
+  }
+}
+
+async function importCertInner(e: unknown, label: string): Promise<SimCert> {
   const o = e as Partial<ExportedCert> | null;
   if (typeof o !== 'object' || o === null || typeof o.der !== 'string' || typeof o.pkcs8 !== 'string' || typeof o.subject !== 'string' || typeof o.keyAlgorithm !== 'object' || o.keyAlgorithm === null)
-    throw new TypeError(`simulator CA JSON: "${label}" is malformed`);
+    throw stateError(`"${label}" is malformed`);
   const der = unb64(o.der);
   const keyAlgorithm = o.keyAlgorithm;
   const imp = keyAlgorithm.name === 'ECDSA' ? keyAlgorithm : { name: keyAlgorithm.name, hash: (keyAlgorithm as RsaHashedKeyGenParams).hash };
@@ -298,7 +312,7 @@ async function importCert(e: unknown, label: string): Promise<SimCert> {
 export async function importNitroSimCa(json: unknown): Promise<NitroSimCa> {
   const j = json as Partial<NitroSimCaJson> | null;
   if (typeof j !== 'object' || j === null || j.format !== 'enclavekit-nitro-sim-ca' || j.version !== 1 || typeof j.certs !== 'object' || j.certs === null)
-    throw new TypeError('simulator CA JSON: unknown format');
+    throw stateError('unknown format');
   const certs = {} as Record<NitroSimLevel, SimCert>;
   for (const l of NITRO_SIM_LEVELS) certs[l] = await importCert(j.certs[l], l);
   const ca: NitroSimCa = { rootDer: certs.root.der, bundle: NITRO_SIM_LEVELS.map((l) => certs[l].der), certs };

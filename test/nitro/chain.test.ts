@@ -58,6 +58,23 @@ describe('simulator chain: the happy path', () => {
     expect(verifyNitro(bytes, { now: NOW, simulatorRoots: [ca.rootDer] }).platform).toBe('simulator');
   });
 
+  it('a corrupt exported CA is ERR_SIMULATOR_STATE', async () => {
+    const json = JSON.parse(JSON.stringify(await exportNitroSimCa(ca)));
+    json.certs.zonal.pkcs8 = btoa('not a key');
+    await expect(importNitroSimCa(json)).rejects.toMatchObject({ code: 'ERR_SIMULATOR_STATE' });
+    await expect(importNitroSimCa({ format: 'x' })).rejects.toMatchObject({ code: 'ERR_SIMULATOR_STATE' });
+    await expect(importNitroSimCa(null)).rejects.toMatchObject({ code: 'ERR_SIMULATOR_STATE' });
+  });
+
+  it('a Buffer input yields plain copies the caller cannot change afterwards', async () => {
+    const buf = Buffer.from(await issueNitroDocument(ca, { ...doc, nonce: Uint8Array.of(7, 7) }));
+    const r = verifyNitro(buf, { now: NOW, simulatorRoots: [ca.rootDer] });
+    buf.fill(0);
+    expect(r.nonce).toEqual(Uint8Array.of(7, 7));
+    expect(Buffer.isBuffer(r.nonce)).toBe(false);
+    expect(r.pcrs.get(0)![0]).toBe(1);
+  });
+
   it('a warm second document costs one signature check', async () => {
     const cache = new BoundedChainCache();
     let n = 0;

@@ -95,6 +95,7 @@ describe('parseNitroDocument: one negative test per rule', () => {
     ['module_id missing', () => withField('module_id', undefined), 'missing_field'],
     ['cabundle null', () => withField('cabundle', NULL), 'missing_field'],
     ['module_id empty', () => withField('module_id', cborTstr('')), 'module_id'],
+    ['module_id with invalid UTF-8', () => withField('module_id', Uint8Array.of(0x62, 0xc3, 0x28)), 'cbor'],
     ['module_id not text', () => withField('module_id', cborBstr(Uint8Array.of(1))), 'module_id'],
     ['digest SHA256', () => withField('digest', cborTstr('SHA256')), 'digest'],
     ['timestamp zero', () => withField('timestamp', cborHead(0, 0)), 'timestamp'],
