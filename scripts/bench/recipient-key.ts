@@ -9,7 +9,6 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateKeyCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
-import { verifyNitro } from '../../attestation/nitro/node.js';
 import { openCiphertextForRecipient } from '../../enclave/cms.js';
 import { generateRecipientKeyPair, type RecipientKeyBits } from '../../enclave/keys.js';
 import { EnclaveKms } from '../../enclave/kms-client.js';
@@ -53,10 +52,6 @@ export async function main(): Promise<void> {
     port: 0,
     trustSimulator: true,
     simulatorRoots: [state.nitroRootDer],
-    verifyRecipient: (doc, c) => {
-      const v = verifyNitro(doc, { now: c.now, simulatorRoots: [...c.simulatorRoots], allowDebug: true });
-      return { platform: v.platform, pcrs: v.pcrs, publicKey: v.publicKey };
-    },
   });
   try {
     const port = Number(new URL(kms.url).port);

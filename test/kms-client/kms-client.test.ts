@@ -11,7 +11,6 @@ import { CreateKeyCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/cl
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toHex } from '../../attestation/bytes.js';
 import { ToolkitError } from '../../attestation/errors.js';
-import { verifyNitro } from '../../attestation/nitro/node.js';
 import { DataKeyCache, generateRecipientKeyPair, type RecipientKeyPair } from '../../enclave/keys.js';
 import { EnclaveKms, keyReferencesFromManifest, type EnclaveKmsOptions } from '../../enclave/kms-client.js';
 import { SimNitroPlatform } from '../../enclave/platform/sim-nitro.js';
@@ -96,11 +95,6 @@ beforeAll(async () => {
     trustSimulator: true,
     simulatorRoots: [state.nitroRootDer],
     now: () => NOW,
-    // The project's verifier, injected explicitly (the simulator's default loader is its own concern).
-    verifyRecipient: (doc, c) => {
-      const v = verifyNitro(doc, { now: c.now, simulatorRoots: [...c.simulatorRoots], allowDebug: c.simulatorRoots.length > 0 });
-      return { platform: v.platform, pcrs: v.pcrs, publicKey: v.publicKey };
-    },
   });
   port = Number(new URL(kms.url).port);
   keys = await generateRecipientKeyPair();
@@ -135,6 +129,24 @@ describe('EnclaveKms against the KMS simulator (real @aws-sdk/client-kms)', () =
     expect(e.message).toContain('"k1"');
     expect(e.message).not.toContain(toHex(dataKey));
     await c.close();
+  });
+
+  it('a KMS that does not trust the simulator root (the default) releases nothing to a simulated enclave', async () => {
+    const strict = await startKmsSimulator({ stateDir: join(dir, 'kms-strict'), port: 0, now: () => NOW });
+    try {
+      const owner = new KMSClient({ region: 'us-east-1', endpoint: strict.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
+      const pcr0 = simulatedBootPcrs({ imageId: IMAGE_A }).get(0)!;
+      const keyId = (await owner.send(new CreateKeyCommand({ Policy: buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, pcr0]]) }) }))).KeyMetadata!.KeyId!;
+      const g = await owner.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: CTX }));
+      owner.destroy();
+      const p = Number(new URL(strict.url).port);
+      const c = client({ endpoint: strict.url, connect: () => dialTcp(p) });
+      const e = await failure(c.decryptDataKey({ ref: 'k1', ciphertextBlob: g.CiphertextBlob!, encryptionContext: CTX }));
+      expect(e.code).toBe('ERR_KMS_REQUEST');
+      await c.close();
+    } finally {
+      await strict.close();
+    }
   });
 
   it('a wrong encryption context is InvalidCiphertextException', async () => {
