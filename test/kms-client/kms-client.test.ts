@@ -19,6 +19,8 @@ import { openSimulatorState, type SimulatorState } from '../../enclave/sim-state
 import { buildCiphertextForRecipient } from '../../host/kms-sim/cms.js';
 import { startKmsSimulator, type KmsSimulator } from '../../host/kms-sim/server.js';
 import { buildEnclaveKeyPolicy } from '../../host/key-policy.js';
+import { nativeStatus } from '../../native/binding.js';
+import { connectUnix } from '../../native/socket.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -238,6 +240,12 @@ describe('EnclaveKms over TLS (https endpoint) through a Unix-socket stream', ()
     await c.close();
   });
 
+  it.skipIf(!nativeStatus().available)('TLS runs over the native addon\'s Unix stream too', async () => {
+    const c = client({ endpoint: 'https://kms.us-east-1.amazonaws.com', tls: { ca: caPem }, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, connect: () => connectUnix(sock) });
+    expect(toHex(await c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }))).toBe(toHex(dataKey));
+    await c.close();
+  });
+
   it('refuses an untrusted certificate or a wrong hostname: ERR_KMS_UNREACHABLE / tls', async () => {
     const untrusted = client({ endpoint: 'https://kms.us-east-1.amazonaws.com', credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, connect: () => dialUnix(sock) });
     const e1 = await failure(untrusted.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }));
@@ -247,6 +255,18 @@ describe('EnclaveKms over TLS (https endpoint) through a Unix-socket stream', ()
     const e2 = await failure(wrongName.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }));
     expect([e2.code, e2.reason]).toEqual(['ERR_KMS_UNREACHABLE', 'tls']);
     await wrongName.close();
+  });
+});
+
+describe('EnclaveKms over the native addon\'s Unix stream (a NativeStream, not a net.Socket)', () => {
+  const native = nativeStatus().available;
+
+  it.skipIf(!native)('plain HTTP to the simulator through the addon stream', async () => {
+    const sock = join(dir, 'native-kms.sock');
+    await unixProxy(sock, port);
+    const c = client({ connect: () => connectUnix(sock) });
+    expect(toHex(await c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }))).toBe(toHex(dataKey));
+    await c.close();
   });
 });
 
