@@ -219,3 +219,15 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
     conn?.close();
   }
 }
+
+/**
+ * The dataset digest of a whole file, as a complete job would have sent it: for the audit entry of
+ * a job that failed before the last record went out.
+ */
+export async function datasetDigestOfFile(path: string, datasetId: string, format?: DatasetFormat): Promise<Uint8Array> {
+  const f = format ?? detectFormat(path);
+  if (f === undefined) throw new ToolkitError('ERR_CONFIG_INVALID', `cannot tell the dataset format of ${path}`, { reason: 'format' });
+  const d = new DatasetDigest(datasetId);
+  for await (const { record } of readDataset(path, { format: f })) d.add(record);
+  return d.digest();
+}

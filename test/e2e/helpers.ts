@@ -1,4 +1,5 @@
 /** Shared set-up for the end-to-end tests: a small encrypted dataset behind a simulated stack. */
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectEnclave } from '../../host/enclave-conn.js';
