@@ -221,19 +221,26 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
     throw fault('AccessDeniedException', `User: ${caller} is not authorized to perform: ${action} on resource: ${k.arn} ${why}`);
   }
 
+  /** AWS's four spellings: key id, key ARN, alias name, alias ARN (ARNs only of this account and region). */
   function resolveKey(id: string, allowAlias = true): KeyRecord {
+    const notFound = (): KmsFault => fault('NotFoundException', `Invalid keyId '${id.slice(0, 300)}'`);
     let keyId: string | undefined;
-    const arn = /^arn:aws:kms:([^:]+):(\d{12}):(key\/.+|alias\/.+)$/.exec(id);
-    const local = arn ? (arn[1] === region && arn[2] === account ? arn[3]! : undefined) : id;
-    if (local === undefined) keyId = undefined;
-    else if (local.startsWith('key/')) keyId = local.slice(4);
-    else if (local.startsWith('alias/')) {
-      if (!allowAlias) throw fault('NotFoundException', `Invalid keyId '${id}'`);
-      keyId = store.aliases.get(local)?.targetKeyId;
-      if (keyId === undefined) throw fault('NotFoundException', `Alias ${aliasArn(local)} is not found.`);
-    } else if (!arn) keyId = local;
-    const k = keyId !== undefined && UUID_RE.test(keyId) ? store.keys.get(keyId) : undefined;
-    if (k === undefined) throw fault('NotFoundException', UUID_RE.test(keyId ?? '') ? `Key '${keyArn(keyId!)}' does not exist` : `Invalid keyId '${id.slice(0, 300)}'`);
+    let alias: string | undefined;
+    const arn = /^arn:aws:kms:([^:]+):(\d{12}):(key|alias)\/(.+)$/.exec(id);
+    if (arn) {
+      if (arn[1] !== region || arn[2] !== account) throw notFound();
+      if (arn[3] === 'key') keyId = arn[4];
+      else alias = `alias/${arn[4]}`;
+    } else if (id.startsWith('alias/')) alias = id;
+    else keyId = id;
+    if (alias !== undefined) {
+      if (!allowAlias) throw notFound();
+      keyId = store.aliases.get(alias)?.targetKeyId;
+      if (keyId === undefined) throw fault('NotFoundException', `Alias ${aliasArn(alias)} is not found.`);
+    }
+    if (keyId === undefined || !UUID_RE.test(keyId)) throw notFound();
+    const k = store.keys.get(keyId);
+    if (k === undefined) throw fault('NotFoundException', `Key '${keyArn(keyId)}' does not exist`);
     return k;
   }
 
