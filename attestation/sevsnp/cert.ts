@@ -285,8 +285,7 @@ export function parseAmdCrl(input: Uint8Array): AmdCrl {
     const crl = AsnConvert.parse(der, CertificateList);
     const t = crl.tbsCertList;
     const same = toHex(ab(AsnConvert.serialize(crl.signatureAlgorithm))) === toHex(ab(AsnConvert.serialize(t.signature)));
-    const revoked = new Set<string>();
-    for (const r of t.revokedCertificates ?? []) revoked.add(normSerial(toHex(ab(r.userCertificate))));
+    const revoked = revokedSerials(tbs);
     return Object.freeze({
       tbs,
       signature: ab(crl.signature),
@@ -300,6 +299,36 @@ export function parseAmdCrl(input: Uint8Array): AmdCrl {
     if (cause instanceof AttestationError) throw cause;
     throw certError('crl', 'CRL: not a DER X.509 CRL', cause);
   }
+}
+
+/**
+ * The revoked serials, read from the TBSCertList with the DER walker: @peculiar/asn1-x509 2.11 drops
+ * revokedCertificates when the optional nextUpdate is absent, which would make a CRL silently revoke
+ * nothing.
+ */
+function revokedSerials(tbs: Uint8Array): Set<string> {
+  const out = new Set<string>();
+  const seq = tlv(tbs, 0);
+  let p = seq.start;
+  let timesSeen = 0;
+  while (p < seq.end) {
+    const f = tlv(tbs, p);
+    if (f.tag === 0x17 || f.tag === 0x18) timesSeen++;
+    else if (f.tag === 0x30 && timesSeen > 0) {
+      // revokedCertificates: SEQUENCE OF SEQUENCE { INTEGER serial, Time, [extensions] }
+      let q = f.start;
+      while (q < f.end) {
+        const entry = tlv(tbs, q);
+        if (entry.tag !== 0x30) throw certError('crl', 'CRL: revoked entry is not a SEQUENCE');
+        const serial = tlv(tbs, entry.start);
+        if (serial.tag !== 0x02 || serial.end > entry.end) throw certError('crl', 'CRL: revoked entry has no serial');
+        out.add(normSerial(toHex(tbs.subarray(serial.start, serial.end))));
+        q = entry.end;
+      }
+    }
+    p = f.end;
+  }
+  return out;
 }
 
 /** Serials compare as integers: drop DER's sign-padding zeros. */

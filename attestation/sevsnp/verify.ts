@@ -460,6 +460,7 @@ function verifyChain(
 
 function checkCrl(input: Uint8Array | readonly Uint8Array[], entry: ChainEntry, now: Date, crypto: CryptoProvider): void {
   const list = input instanceof Uint8Array ? [input] : input;
+  let matched = 0;
   for (const der of list) {
     const crl = (() => {
       try {
@@ -470,6 +471,7 @@ function checkCrl(input: Uint8Array | readonly Uint8Array[], entry: ChainEntry, 
     })();
     // A CRL from another product's ARK says nothing about this chain; one under this ARK must verify.
     if (!equalBytes(crl.issuer, entry.ark.subject)) continue;
+    matched++;
     if (!crl.pssSha384) throw chainError('crl_signature_algorithm', 'the CRL is not signed with RSASSA-PSS SHA-384 salt 48');
     if (!crypto.verifyRsaPssSha384(entry.ark.spki, crl.tbs, crl.signature))
       throw chainError('crl_signature', 'the CRL signature does not verify under the ARK');
@@ -478,6 +480,8 @@ function checkCrl(input: Uint8Array | readonly Uint8Array[], entry: ChainEntry, 
     if (crl.revokedSerials.has(normSerial(entry.intermediate.serialHex)))
       throw chainError('revoked', `${entry.intermediate.subjectCN ?? 'the intermediate'} (serial ${entry.intermediate.serialHex}) is revoked`);
   }
+  // A CRL was asked for; none from this chain's ARK means revocation was not checked: fail closed.
+  if (matched === 0) throw chainError('crl_issuer', `no given CRL is issued by ${entry.ark.subjectCN ?? 'the ARK'}`);
 }
 
 function bind(r: SnpReport, leaf: AmdCert, product: SnpProduct, options: SnpVerifyOptions): void {

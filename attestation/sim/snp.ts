@@ -539,3 +539,27 @@ export async function importSnpSimChain(json: unknown): Promise<SnpSimChain> {
     vlek: out.vlek!,
   };
 }
+
+/** A DER CRL like AMD's `/crl` (signed by the ARK with RSASSA-PSS), revoking the named intermediates. */
+export async function issueSnpSimCrl(
+  chain: SnpSimChain,
+  o: { thisUpdate: Date; nextUpdate?: Date; revoke?: readonly ('ask' | 'asvk')[]; signedBy?: SnpSimCertName; saltLength?: number },
+): Promise<Uint8Array> {
+  const ark = new x509.X509Certificate(chain.ark.der);
+  const entries = (o.revoke ?? []).map((n) => ({
+    serialNumber: new x509.X509Certificate(chain[n].der).serialNumber,
+    revocationDate: o.thisUpdate,
+  }));
+  const crl = await x509.X509CrlGenerator.create(
+    {
+      issuer: ark.subjectName,
+      thisUpdate: o.thisUpdate,
+      ...(o.nextUpdate ? { nextUpdate: o.nextUpdate } : {}),
+      entries,
+      signingKey: chain[o.signedBy ?? 'ark'].privateKey,
+      signingAlgorithm: { name: 'RSA-PSS', saltLength: o.saltLength ?? 48 } as Algorithm,
+    },
+    globalThis.crypto,
+  );
+  return new Uint8Array(crl.rawData);
+}

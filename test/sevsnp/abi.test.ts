@@ -44,7 +44,7 @@ describe('parseSnpReport', () => {
   it('does not alias the caller\'s buffer', () => {
     const b = v5.slice();
     const p = parseSnpReport(b);
-    b[0x90] ^= 0xff;
+    b[0x90]! ^= 0xff;
     expect(p.measurement[0]).toBe(v5[0x90]);
   });
 
