@@ -150,3 +150,23 @@ describe('simulator chain: one negative test per rule', () => {
     expect(e.reason).toBe('untrusted_root');
   });
 });
+
+describe('BoundedChainCache', () => {
+  const entry = (expires: number) => ({ facts: {} as never, expires });
+  it('is bounded (least recently used goes first) and forgets entries past their path expiry', () => {
+    const c = new BoundedChainCache(3);
+    c.set('a', entry(100));
+    c.set('b', entry(100));
+    c.set('c', entry(100));
+    expect(c.get('a', 0)).toBeDefined(); // a is now the most recent
+    c.set('d', entry(100));
+    expect(c.size).toBe(3);
+    expect(c.get('b', 0)).toBeUndefined();
+    expect(c.get('a', 100)).toBeDefined(); // inclusive, like notAfter
+    expect(c.get('a', 101)).toBeUndefined();
+    expect(c.size).toBe(2);
+    c.clear();
+    expect(c.size).toBe(0);
+    expect(() => new BoundedChainCache(0)).toThrow(RangeError);
+  });
+});
