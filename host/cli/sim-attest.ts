@@ -66,7 +66,12 @@ function hexArg(v: string, label: string, opts: { len?: number; max?: number } =
 }
 
 async function readFileBounded(path: string, max: number, label: string): Promise<Uint8Array> {
-  const st = await stat(path);
+  let st;
+  try {
+    st = await stat(path);
+  } catch (e) {
+    throw new UsageError(`--${label}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
   if (!st.isFile()) throw new UsageError(`--${label}: ${path} is not a file`);
   if (st.size > max) throw new UsageError(`--${label}: ${path} is larger than ${max} bytes`);
   return new Uint8Array(await readFile(path));
