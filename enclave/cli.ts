@@ -41,6 +41,7 @@ aggregates, and returns only attested aggregates.
   --region R               AWS region (default us-east-1)
   --privacy-budget-file F  per-dataset epsilon budget kept across jobs
   --max-frame BYTES        largest frame accepted (default ${DEFAULT_MAX_FRAME})
+  --kms-timeout MS         bound on one KMS Decrypt, retries included (default 20000)
 `;
 
 class WorkerUsage extends Error {}
@@ -192,6 +193,7 @@ export async function main(argv: string[]): Promise<number> {
         region: { type: 'string' },
         'privacy-budget-file': { type: 'string' },
         'max-frame': { type: 'string' },
+        'kms-timeout': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -211,6 +213,9 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isSafeInteger(maxFrame) || maxFrame < MIN_MAX_FRAME || maxFrame > 0xffffffff)
       throw new WorkerUsage(`--max-frame must be an integer from ${MIN_MAX_FRAME}`);
     const region = values.region ?? 'us-east-1';
+    const kmsTimeout = values['kms-timeout'] === undefined ? undefined : Number(values['kms-timeout']);
+    if (kmsTimeout !== undefined && (!Number.isSafeInteger(kmsTimeout) || kmsTimeout < 100 || kmsTimeout > 600_000))
+      throw new WorkerUsage('--kms-timeout must be an integer from 100 to 600000 (ms)');
     const platform = await makePlatform(values);
     const keyPair = await generateRecipientKeyPair();
     const kms = new EnclaveKms({
@@ -219,6 +224,7 @@ export async function main(argv: string[]): Promise<number> {
       region,
       ...(values['kms-endpoint'] ? { endpoint: values['kms-endpoint'] } : {}),
       connect: kmsConnector(kmsEp),
+      ...(kmsTimeout !== undefined ? { requestTimeoutMs: kmsTimeout, connectTimeoutMs: Math.min(kmsTimeout, 5000) } : {}),
     });
     const decryptor = await pickDecryptor(log);
     const worker = new Worker({
