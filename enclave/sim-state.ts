@@ -20,7 +20,7 @@
  * Nothing here makes a simulator root trusted: callers pass `rootDer` explicitly where they mean to.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, link, lstat, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ToolkitError } from '../attestation/errors.js';
 import { createNitroSimCa, exportNitroSimCa, importNitroSimCa, type NitroSimCa } from '../attestation/sim/nitro.js';
@@ -103,7 +103,8 @@ async function publishOnce(path: string, data: string): Promise<boolean> {
 async function readStateJson(path: string): Promise<unknown | undefined> {
   let st;
   try {
-    st = await stat(path);
+    // lstat: a key file must be a regular file here, not a link to somewhere else.
+    st = await lstat(path);
   } catch (e) {
     if (isErrno(e, 'ENOENT')) return undefined;
     throw stateError(`cannot read ${path}`, 'read', e);
