@@ -173,6 +173,27 @@ describe('createJob end to end', () => {
     expectCode(() => PrivacyBudget.fromJSON({ limit: -1 }), 'ERR_CONFIG_INVALID');
   });
 
+  it('refuses records that could not come from a dataset file, naming no values', async () => {
+    const data = await encryptedCustomers(12);
+    const cases: [unknown, string][] = [
+      [[1], 'record'], [[null], 'record'], [[{ ...data.records[0], blob: new Uint8Array(3) }], 'record_value'],
+      [[{ ...data.records[0], when: new Date(0) }], 'record_value'], [[{ ...data.records[0], id: { x: 1 } }], 'record_id'],
+      [[{ ...data.records[0], id: '' }], 'record_id'], [[{ ...data.records[0], n: NaN }], 'record_value'],
+    ];
+    for (const [batch, reason] of cases) {
+      const job = createJob(jobOpts(data));
+      expectCode(() => job.addBatch(batch as unknown[]), 'ERR_DATASET_INVALID', reason);
+      expect(job.state).toBe('failed');
+    }
+    let deep: unknown = 1;
+    for (let i = 0; i < 100; i++) deep = { d: deep };
+    expectCode(() => createJob(jobOpts(data)).addBatch([{ ...data.records[0], deep }]), 'ERR_DATASET_INVALID', 'record_value');
+    const job = createJob(jobOpts(data));
+    job.abort();
+    expect(job.state).toBe('aborted');
+    expectCode(() => job.addBatch(clone(data.records)), 'ERR_JOB_FAILED', 'aborted');
+  });
+
   it('refuses invalid queries and manifests up front and wipes keys', async () => {
     const data = await encryptedCustomers(5);
     const keys = data.kms.keys();
