@@ -11,4 +11,5 @@ export { nobleCrypto } from './crypto/noble.js';
 export * from './nitro/index.js';
 export { verifyNitro } from './nitro/node.js';
 export * from './sevsnp/index.js';
-export { verifySevSnp } from './sevsnp/node.js';
+export { verifySevSnp, verifyEvidence } from './sevsnp/node.js';
+export { verifyEvidenceWith, detectEvidenceFormat, type EvidenceInput, type EvidenceOptions, type EvidenceFormat, type VerifiedEvidence } from './evidence.js';

@@ -7,4 +7,5 @@ export { nobleCrypto } from './crypto/noble.js';
 export * from './nitro/index.js';
 export { verifyNitro } from './nitro/pure.js';
 export * from './sevsnp/index.js';
-export { verifySevSnp } from './sevsnp/pure.js';
+export { verifySevSnp, verifyEvidence } from './sevsnp/pure.js';
+export { verifyEvidenceWith, detectEvidenceFormat, type EvidenceInput, type EvidenceOptions, type EvidenceFormat, type VerifiedEvidence } from './evidence.js';

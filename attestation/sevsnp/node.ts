@@ -1,7 +1,13 @@
-/** verifySevSnp defaulting to the node:crypto provider (the `enclavekit/attestation` entry). */
+/** verifySevSnp and verifyEvidence defaulting to node:crypto (the `enclavekit/attestation` entry). */
 import { nodeCrypto } from '../crypto/node.js';
 import { verifySevSnpWith, type SnpCerts, type SnpVerifyOptions, type VerifiedSnpReport } from './verify.js';
+import { verifyEvidenceWith, type EvidenceInput, type EvidenceOptions, type VerifiedEvidence } from '../evidence.js';
 
 export function verifySevSnp(report: Uint8Array, certs: SnpCerts, options: SnpVerifyOptions = {}): VerifiedSnpReport {
   return verifySevSnpWith(report, certs, options, nodeCrypto);
+}
+
+/** Verify a Nitro document or an SEV-SNP report (detected from the bytes); one claims shape for both. */
+export function verifyEvidence(input: EvidenceInput, options: EvidenceOptions = {}): VerifiedEvidence {
+  return verifyEvidenceWith(input, options, nodeCrypto);
 }
