@@ -2,7 +2,7 @@
  * `npm run bench -- nitro-verify`: a real AWS document (blocky-1) verified cold (empty certificate
  * cache), warm (chain cached: only the COSE signature is checked), and the floor: the five raw
  * ECDSA P-384 checks the document needs (four certificate links + COSE), made through the same
- * provider in the same run. Rounds are interleaved so machine noise hits all three alike.
+ * provider in the same run. Runs are interleaved one by one so machine noise hits all three alike.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -55,9 +55,9 @@ function measure(doc: Uint8Array, crypto: CryptoProvider, rounds: number, per: n
 export async function main(): Promise<void> {
   const doc = decodeEvidenceText(new Uint8Array(readFileSync(FILE)));
   console.log(`nitro-verify: blocky-1.cose (${doc.length} bytes, 4 certificate links + COSE ES384), at ${NOW.toISOString()}`);
-  const noble = measure(doc, nobleCrypto, 3, 4);
+  const noble = measure(doc, nobleCrypto, 12, 1);
   console.log(`  noble (pure JS, n=${noble.n}):  cold ${fmt(noble.cold / 1000, 2)} ms   warm ${fmt(noble.warm / 1000, 2)} ms   floor ${fmt(noble.floor / 1000, 2)} ms`);
-  const m = measure(doc, nodeCrypto, 20, 10);
+  const m = measure(doc, nodeCrypto, 300, 1);
   const coldVsFloor = m.cold / m.floor;
   const warmSpeedup = m.cold / m.warm;
   console.log(`  node:crypto (n=${m.n}):        cold ${fmt(m.cold / 1000, 2)} ms   warm ${fmt(m.warm / 1000, 2)} ms   floor ${fmt(m.floor / 1000, 2)} ms`);
