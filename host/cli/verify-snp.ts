@@ -1,0 +1,282 @@
+/**
+ * `enclavekit verify REPORT --cert VCEK|VLEK [--chain PEM] [--ark PEM] [--product Milan|Genoa|Turin]
+ *   [--at ISO-TIME] [--allow-debug] [--measurement HEX]... [--report-data HEX] [--policy FILE.json]
+ *   [--cert-table FILE] [--crl FILE] [--simulator-ark PEM] [--json]`
+ *
+ * The SEV-SNP side of `enclavekit verify` (verify.ts delegates here when --cert is given or the input
+ * is not a COSE_Sign1). Exit 0 valid, 1 invalid evidence or policy violation, 2 usage or I/O error.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { decodeEvidenceText, fromHex, toHex } from '../../attestation/bytes.js';
+import { AttestationError, isToolkitError } from '../../attestation/errors.js';
+import { verifySevSnp } from '../../attestation/sevsnp/node.js';
+import { parseSnpPolicy, type SnpPolicy } from '../../attestation/sevsnp/policy.js';
+import { certBytes, pemToDer } from '../../attestation/sevsnp/cert.js';
+import { SNP_PRODUCTS, type SnpProduct, type SnpTcb } from '../../attestation/sevsnp/abi.js';
+import type { VerifiedSnpReport } from '../../attestation/sevsnp/verify.js';
+import { EXIT_OK, UsageError, readAllStdin, usage, type CliIO } from './io.js';
+import { writeInvalid, writeValid } from './verify-output.js';
+
+const HELP = `usage: enclavekit verify REPORT --cert VCEK|VLEK [options]
+
+Verify an AMD SEV-SNP attestation report offline against AMD's pinned roots.
+REPORT holds the 1184-byte report as raw bytes, base64 or hex; "-" reads standard input.
+
+  --cert FILE          the VCEK or VLEK that signed the report (DER or PEM)
+  --chain PEM          AMD's cert_chain as KDS serves it: ASK (or ASVK) first, then the ARK
+                       (default: the built-in ASK/ASVK; a given ARK must be a trusted one)
+  --ark PEM            trusted ARK certificate(s); replaces the built-in AMD roots
+  --simulator-ark PEM  trust a simulator ARK (reports then say platform "simulator")
+  --cert-table FILE    extended-report certificate table (SNP_GET_EXT_REPORT / configfs-tsm auxblob)
+  --crl FILE           AMD's CRL (DER or PEM) for the product; a revoked ASK/ASVK fails
+  --product NAME       Milan, Genoa or Turin (must agree with the report and the certificate)
+  --at ISO-TIME        verification time (default: now), e.g. 2025-08-01T00:00:00Z
+  --allow-debug        accept guests whose policy allows debugging
+  --measurement HEX    expected MEASUREMENT (48 bytes); repeat to allow several
+  --report-data HEX    expected REPORT_DATA (up to 64 bytes; shorter values are zero-padded)
+  --policy FILE.json   SEV-SNP policy file (strict JSON, see README); flags override it
+  --json               print one JSON object instead of a summary
+
+Exit status: 0 valid, 1 invalid or policy violation, 2 usage or I/O error.
+`;
+
+const MAX_INPUT = 1 << 20;
+
+async function readBounded(path: string, label: string): Promise<Uint8Array> {
+  let s;
+  try {
+    s = await stat(path);
+  } catch (e) {
+    throw new UsageError(`${label} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'cannot read'}`);
+  }
+  if (!s.isFile()) throw new UsageError(`${label} ${path} is not a regular file`);
+  if (s.size > MAX_INPUT) throw new UsageError(`${label} ${path} is larger than ${MAX_INPUT} bytes`);
+  return new Uint8Array(await readFile(path));
+}
+
+function hexFlag(v: string, label: string): Uint8Array {
+  try {
+    return fromHex(v.trim(), label);
+  } catch {
+    throw new UsageError(`${label}: expected hex, got ${JSON.stringify(v.slice(0, 20))}`);
+  }
+}
+
+/** One or more certificates from a PEM file (CRLF allowed) or a single DER certificate. */
+function certsFrom(bytes: Uint8Array, label: string): Uint8Array[] {
+  if (bytes[0] === 0x30) return [bytes];
+  let blocks: Uint8Array[];
+  try {
+    blocks = pemToDer(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new UsageError(`${label}: ${(e as Error).message}`);
+  }
+  if (blocks.length === 0) throw new UsageError(`${label}: neither DER nor PEM with a CERTIFICATE block`);
+  return blocks;
+}
+
+async function loadPolicy(path: string): Promise<SnpPolicy> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await readBounded(path, '--policy')));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`--policy ${path}: not valid JSON (${(e as Error).message})`);
+  }
+  try {
+    return parseSnpPolicy(raw);
+  } catch (e) {
+    if (isToolkitError(e)) throw new UsageError(`--policy ${path}: ${e.message}`);
+    throw e;
+  }
+}
+
+const tcbJson = (t: SnpTcb) => ({
+  ...(t.fmc !== undefined ? { fmc: t.fmc } : {}),
+  bootloader: t.bootloader,
+  tee: t.tee,
+  snp: t.snp,
+  microcode: t.microcode,
+  raw: toHex(t.raw),
+});
+
+export function snpClaims(r: VerifiedSnpReport): Record<string, unknown> {
+  const ver = (v: { major: number; minor: number; build: number }) => `${v.major}.${v.minor}.${v.build}`;
+  return {
+    product: r.product,
+    version: r.version,
+    measurement: r.measurement,
+    report_data: r.reportData,
+    host_data: r.hostData,
+    chip_id: r.chipId,
+    family_id: r.report.familyId,
+    image_id: r.report.imageId,
+    report_id: r.report.reportId,
+    id_key_digest: r.report.idKeyDigest,
+    author_key_digest: r.report.authorKeyEn ? r.report.authorKeyDigest : null,
+    guest_svn: r.guestSvn,
+    vmpl: r.vmpl,
+    policy: `0x${r.policy.toString(16)}`,
+    policy_flags: r.policyFlags,
+    platform_info: `0x${r.platformInfo.toString(16)}`,
+    platform_info_flags: r.platformInfoFlags,
+    reported_tcb: tcbJson(r.tcb.reported),
+    current_tcb: tcbJson(r.tcb.current),
+    committed_tcb: tcbJson(r.tcb.committed),
+    launch_tcb: tcbJson(r.tcb.launch),
+    current_firmware: ver(r.currentVersion),
+    committed_firmware: ver(r.committedVersion),
+    signing_key: r.signingKey,
+    ...(r.cspId !== undefined ? { csp_id: r.cspId } : {}),
+    valid_until: r.validUntil,
+  };
+}
+
+function summarize(r: VerifiedSnpReport): [string, string][] {
+  const tcb = (t: SnpTcb) =>
+    `${t.fmc !== undefined ? `fmc=${t.fmc} ` : ''}bl=${t.bootloader} tee=${t.tee} snp=${t.snp} ucode=${t.microcode}`;
+  const flags = Object.entries(r.policyFlags)
+    .filter(([, v]) => v === true)
+    .map(([k]) => k);
+  return [
+    ['product', `${r.product} (report v${r.version}, signed by ${r.signingKey}${r.cspId ? `, ${r.cspId}` : ''})`],
+    ['MEASUREMENT', toHex(r.measurement)],
+    ['REPORT_DATA', toHex(r.reportData)],
+    ['HOST_DATA', toHex(r.hostData)],
+    ['CHIP_ID', toHex(r.chipId)],
+    ['VMPL', String(r.vmpl)],
+    ['POLICY', `0x${r.policy.toString(16)} (${flags.join(', ') || 'no flags'})`],
+    ['REPORTED_TCB', tcb(r.tcb.reported)],
+    ['firmware', `${r.currentVersion.major}.${r.currentVersion.minor}.${r.currentVersion.build}`],
+    ['valid until', r.validUntil.toISOString()],
+  ];
+}
+
+export async function runSnp(argv: string[], io: CliIO): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.stdout.write(HELP);
+    return EXIT_OK;
+  }
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        cert: { type: 'string' },
+        chain: { type: 'string' },
+        ark: { type: 'string', multiple: true },
+        'simulator-ark': { type: 'string', multiple: true },
+        'cert-table': { type: 'string' },
+        crl: { type: 'string', multiple: true },
+        product: { type: 'string' },
+        at: { type: 'string' },
+        'allow-debug': { type: 'boolean' },
+        measurement: { type: 'string', multiple: true },
+        'report-data': { type: 'string' },
+        policy: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+    }),
+  );
+  if (positionals.length !== 1) throw new UsageError('expected exactly one REPORT (or - for standard input)\n\n' + HELP);
+  if (values.cert === undefined && values['cert-table'] === undefined)
+    throw new UsageError('an SEV-SNP report needs --cert VCEK|VLEK (or --cert-table)\n\n' + HELP);
+  const json = values.json === true;
+  const file = positionals[0]!;
+  const input = file === '-' ? await readAllStdin(io.stdin, MAX_INPUT) : await readBounded(file, 'REPORT');
+
+  let now = io.now();
+  if (values.at !== undefined) {
+    const t = Date.parse(values.at);
+    if (!/^\d{4}-\d{2}-\d{2}T/.test(values.at) || !Number.isFinite(t))
+      throw new UsageError(`--at: expected an ISO 8601 time, got ${JSON.stringify(values.at)}`);
+    now = new Date(t);
+  }
+  let product: SnpProduct | undefined;
+  if (values.product !== undefined) {
+    const p = SNP_PRODUCTS.find((x) => x.toLowerCase() === values.product!.toLowerCase());
+    if (!p) throw new UsageError(`--product: expected one of ${SNP_PRODUCTS.join(', ')}`);
+    product = p;
+  }
+
+  let policy: SnpPolicy = values.policy !== undefined ? await loadPolicy(values.policy) : {};
+  if (values['allow-debug']) policy = { ...policy, guestPolicy: { ...policy.guestPolicy, allowDebug: true } };
+  if (values.measurement !== undefined)
+    policy = { ...policy, measurement: values.measurement.map((m) => toHex(hexFlag(m, '--measurement'))) };
+  if (values['report-data'] !== undefined) policy = { ...policy, reportData: toHex(hexFlag(values['report-data'], '--report-data')) };
+  try {
+    parseSnpPolicy(policy);
+  } catch (e) {
+    if (isToolkitError(e)) throw new UsageError(e.message);
+    throw e;
+  }
+
+  const certInputs: { leaf?: Uint8Array; chain?: Uint8Array[]; table?: Uint8Array; crls?: Uint8Array[] } = {};
+  if (values.cert !== undefined) certInputs.leaf = await readBounded(values.cert, '--cert');
+  if (values.chain !== undefined) {
+    certInputs.chain = certsFrom(await readBounded(values.chain, '--chain'), `--chain ${values.chain}`);
+    if (certInputs.chain.length > 2) throw new UsageError('--chain: expected the intermediate, then optionally the ARK');
+  }
+  if (values['cert-table'] !== undefined) certInputs.table = await readBounded(values['cert-table'], '--cert-table');
+  let roots: Uint8Array[] | undefined;
+  if (values.ark !== undefined) {
+    roots = [];
+    for (const p of values.ark) roots.push(...certsFrom(await readBounded(p, '--ark'), `--ark ${p}`));
+  }
+  let simulatorRoots: Uint8Array[] | undefined;
+  if (values['simulator-ark'] !== undefined) {
+    simulatorRoots = [];
+    for (const p of values['simulator-ark']) simulatorRoots.push(...certsFrom(await readBounded(p, '--simulator-ark'), `--simulator-ark ${p}`));
+  }
+  if (values.crl !== undefined) {
+    certInputs.crls = [];
+    for (const p of values.crl) {
+      const b = await readBounded(p, '--crl');
+      if (b[0] === 0x30) certInputs.crls.push(b);
+      else {
+        const blocks = (() => {
+          try {
+            return pemToDer(new TextDecoder().decode(b), 'X509 CRL');
+          } catch (e) {
+            throw new UsageError(`--crl ${p}: ${(e as Error).message}`);
+          }
+        })();
+        if (blocks.length === 0) throw new UsageError(`--crl ${p}: neither DER nor PEM with an X509 CRL block`);
+        certInputs.crls.push(...blocks);
+      }
+    }
+  }
+
+  try {
+    const report = decodeEvidenceText(input);
+    const leaf = certInputs.leaf !== undefined ? certBytes(certInputs.leaf, '--cert') : undefined;
+    const [inter, ark] = certInputs.chain ?? [];
+    // The report says which key signed it; the same file serves as VCEK or VLEK accordingly.
+    const r = verifySevSnp(
+      report,
+      {
+        ...(leaf ? { vcek: leaf, vlek: leaf } : {}),
+        ...(inter ? { ask: inter, asvk: inter } : {}),
+        ...(ark ? { ark } : {}),
+        ...(certInputs.table ? { certTable: certInputs.table } : {}),
+      },
+      {
+        now,
+        ...(roots ? { roots } : {}),
+        ...(simulatorRoots ? { simulatorRoots } : {}),
+        ...(product ? { product } : {}),
+        ...(certInputs.crls ? { crl: certInputs.crls } : {}),
+        policy,
+      },
+    );
+    return writeValid(io, json, { format: r.format, platform: r.platform, claims: snpClaims(r), summary: summarize(r) });
+  } catch (e) {
+    if (e instanceof AttestationError) return writeInvalid(io, json, e);
+    throw e;
+  }
+}
+
+/** Also usable on its own (e.g. a future `enclavekit verify-snp`). */
+export const run = runSnp;
