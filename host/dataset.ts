@@ -23,7 +23,7 @@ export interface ReadDatasetOptions {
 
 export interface DatasetRecord {
   record: Record<string, unknown>;
-  /** 1-based line where the record starts. */
+  /** 1-based line of the record (NDJSON: its line; CSV: the line where it ends, for quoted multi-line cells). */
   line: number;
 }
 

@@ -23,6 +23,9 @@ const decoder = new Decoder({
   mapsAsObjects: true,
   structuredClone: false,
   pack: false,
+  // 8-byte integers as numbers: safe ones round-trip; larger ones lose precision and then fail the
+  // canonical and schema checks instead of surfacing as bigints.
+  int64AsNumber: true,
 } as ConstructorParameters<typeof Decoder>[0]);
 
 const encoder = new Encoder({
@@ -255,8 +258,21 @@ let bytesAllowed = true;
  */
 export function encodeCanonical(value: unknown): Uint8Array {
   shared.reset();
-  writeValue(shared, value, '$', 0);
-  return shared.buf.slice(0, shared.pos);
+  try {
+    writeValue(shared, value, '$', 0);
+    return shared.buf.slice(0, shared.pos);
+  } finally {
+    shrink();
+  }
+}
+
+/** One huge value must not pin a huge scratch buffer for the life of the process. */
+function shrink(): void {
+  if (shared.buf.length > 1024 * 1024) {
+    shared.buf = new Uint8Array(64 * 1024);
+    shared.view = new DataView(shared.buf.buffer);
+  }
+  shared.reset();
 }
 
 /**
@@ -268,10 +284,12 @@ export function withCanonicalJson(value: unknown, sink: (bytes: Uint8Array) => v
   bytesAllowed = false;
   try {
     writeValue(shared, value, '$', 0);
+    bytesAllowed = true;
+    sink(shared.buf.subarray(0, shared.pos));
   } finally {
     bytesAllowed = true;
+    shrink();
   }
-  sink(shared.buf.subarray(0, shared.pos));
 }
 
 /** Decode bytes that must be in canonical form; anything else throws `code` with reason `non_canonical`. */

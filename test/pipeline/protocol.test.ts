@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  FrameDecoder, FrameWriter, SequenceChecker, decodeMessage, encodeFrame, negotiateMaxFrame, readMessages, validateMessage,
-  type Message,
+  DatasetDigest, FrameDecoder, FrameWriter, SequenceChecker, decodeMessage, encodeFrame, negotiateMaxFrame, readMessages, validateMessage,
+  type Message, type RecordsMessage,
 } from '../../enclave/protocol/index.js';
 import { encodeCborFast } from '../../enclave/protocol/cbor.js';
 import { expectCode, onlyProjectErrors } from './helpers.js';
@@ -60,6 +60,16 @@ describe('frames', () => {
     for (let i = 0; i < stream.length; i++) got.push(...dec.push(stream.subarray(i, i + 1)));
     expect(got.map((m) => m.id)).toEqual(samples.map((m) => m.id));
     expect(dec.buffered).toBe(0);
+  });
+
+  it('records survive the wire with the same dataset digest, large integers included', () => {
+    const recs = [{ id: 1, big: 2 ** 60, neg: -4363708344855777, f: 0.1, s: 'é', n: null, a: [1, { b: true }] }];
+    const [m] = new FrameDecoder().push(encodeFrame({ t: 'records', id: 0, jobId: 'j', seq: 0, records: recs }));
+    const a = new DatasetDigest('d');
+    a.add(recs[0]);
+    const b = new DatasetDigest('d');
+    b.add((m as RecordsMessage).records[0]);
+    expect(Buffer.from(b.digest()).toString('hex')).toBe(Buffer.from(a.digest()).toString('hex'));
   });
 
   it('refuses an oversized frame from its header alone, before the body arrives', () => {
