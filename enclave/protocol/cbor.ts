@@ -14,7 +14,9 @@
  * tags, non-shortest floats and non-text keys all change the re-encoding, so one comparison catches
  * them all without a second hand-written parser.
  */
-import { Decoder, Encoder } from 'cbor-x';
+// The no-eval build: cbor-x's record extension compiles decoders with `new Function`; we need none of it.
+import { Decoder } from 'cbor-x/decode-no-eval';
+import { Encoder } from 'cbor-x';
 import { ToolkitError, type ToolkitErrorCode } from '../../attestation/errors.js';
 
 /** Explicit options: no records, no structured clone, no pack; byte strings stay byte strings. */
