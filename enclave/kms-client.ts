@@ -120,6 +120,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error, clean
   });
 }
 
+const ignore = (): void => undefined;
+
 type ConnCallback = (err: Error | null, socket?: Duplex) => void;
 
 interface DialOptions {
@@ -137,12 +139,16 @@ async function dial(o: DialOptions, secure: boolean, host: string | undefined): 
     () => new ConnectFailure('connect_timeout', `no stream to KMS within ${o.timeoutMs} ms`),
     (late) => late.destroy(),
   );
+  // Between this stream's hand-over and the HTTP client attaching its own listener an 'error' would
+  // be unhandled and kill the worker; the HTTP client still receives every error through its own.
+  raw.on('error', ignore);
   if (!secure) return socketShims(raw);
   const servername = o.tls?.servername ?? host;
   const tlsOpts: tls.ConnectionOptions = { socket: raw, rejectUnauthorized: true, ALPNProtocols: ['http/1.1'] };
   if (servername !== undefined && servername.length > 0) tlsOpts.servername = servername;
   if (o.tls?.ca !== undefined) tlsOpts.ca = o.tls.ca;
   const sock = tls.connect(tlsOpts);
+  sock.on('error', ignore);
   return withTimeout(
     new Promise<Duplex>((resolve, reject) => {
       sock.once('secureConnect', () => resolve(sock));
