@@ -75,6 +75,28 @@ describe('SNP REPORT_DATA binding (fast-check)', () => {
   });
 });
 
+describe('simulated Nitro documents (fast-check)', () => {
+  it('any user data / nonce / public key within the producer limits round-trips through the verifier', async () => {
+    const now = new Date('2026-06-01T12:00:00Z');
+    const { createNitroSimCa } = await import('../../attestation/sim/nitro.js');
+    const { SimNitroPlatform } = await import('../../enclave/platform/sim-nitro.js');
+    const ca = await createNitroSimCa({ now });
+    const p = new SimNitroPlatform({ ca, identity: { imageId: new Uint8Array(48).fill(5) }, now: () => now });
+    const opt = (max: number) => fc.option(fc.uint8Array({ maxLength: max }), { nil: undefined });
+    await fc.assert(
+      fc.asyncProperty(opt(512), opt(512), opt(1024), async (userData, nonce, publicKey) => {
+        const o = { ...(userData ? { userData } : {}), ...(nonce ? { nonce } : {}), ...(publicKey ? { publicKey } : {}) };
+        const v = verifyNitro(await p.attest(o), { now, simulatorRoots: [ca.rootDer] });
+        expect(v.platform).toBe('simulator');
+        // An empty value is encoded as an empty bstr; absent as null: the verifier may report either as absent.
+        for (const [got, want] of [[v.userData, userData], [v.nonce, nonce], [v.publicKey, publicKey]] as const)
+          expect(toHex(got ?? new Uint8Array(0))).toBe(toHex(want ?? new Uint8Array(0)));
+      }),
+      { numRuns: 25 },
+    );
+  });
+});
+
 describe('openPlatform', () => {
   it('opens the simulator only when asked, from the state folder and the image files', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ek-open-'));
