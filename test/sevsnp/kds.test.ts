@@ -31,19 +31,21 @@ const routes = new Map<string, Uint8Array>();
 beforeAll(async () => {
   for (const id of ['oak-1', 'oak-2', 'virtee-1']) routes.set(new URL(kdsVcekUrl(byId(id).report, { product: byId(id).product })).pathname, der(id));
   routes.set('/vcek/v1/Turin/cert_chain', vecFile('cert_chain-turin.pem'));
-  server = createServer((req, res) => {
+  server = createServer((req, res): void => {
     hits.push(req.url ?? '');
     const u = new URL(req.url ?? '/', 'http://x');
     if (u.pathname === '/hang') return; // never answers
     if (throttle > 0) {
       throttle--;
       res.writeHead(429, { 'retry-after': '0' });
-      return res.end();
+      res.end();
+      return;
     }
     const body = routes.get(u.pathname);
     if (!body) {
       res.writeHead(404);
-      return res.end();
+      res.end();
+      return;
     }
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
     res.end(Buffer.from(body));
