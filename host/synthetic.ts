@@ -3,6 +3,7 @@
  * address), a region, purchase orders with amounts, and a complaint text with a mix of sentiment.
  * The same seed and count always give the same bytes. Nothing here is real data.
  */
+import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 
@@ -139,10 +140,8 @@ export async function writeSyntheticDataset(output: Writable | string, opts: Syn
     if (buf.length === 0) return;
     const ok = out.write(buf.join(''));
     buf = [];
-    if (!ok) await new Promise<void>((resolve, reject) => {
-      out.once('drain', resolve);
-      out.once('error', reject);
-    });
+    // events.once also rejects on 'error' and removes both listeners either way
+    if (!ok) await once(out, 'drain');
   };
   for (const c of syntheticCustomers(opts)) {
     buf.push(JSON.stringify(c) + '\n');

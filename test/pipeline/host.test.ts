@@ -238,3 +238,25 @@ describe('audit log', () => {
     expect(a.digest()).toEqual(b.digest());
   });
 });
+
+describe('synthetic dataset', () => {
+  it('is deterministic per seed, has PII, orders, a sentiment mix and a tiny region', async () => {
+    const a = [...syntheticCustomers({ count: 3000, seed: 5 })];
+    const b = [...syntheticCustomers({ count: 3000, seed: 5 })];
+    expect(JSON.stringify(a)).toBe(JSON.stringify(b));
+    expect(JSON.stringify([...syntheticCustomers({ count: 50, seed: 6 })])).not.toBe(JSON.stringify(a.slice(0, 50)));
+    const c = a[0]!;
+    expect(c.email).toMatch(/@example\.com$/);
+    expect(c.phone).toMatch(/^\+1-555-\d{7}$/);
+    expect(c.orders.total).toBeGreaterThan(0);
+    const regions = new Map<string, number>();
+    for (const x of a) regions.set(x.region, (regions.get(x.region) ?? 0) + 1);
+    expect(regions.size).toBeGreaterThanOrEqual(5);
+    expect(regions.get('ap-east') ?? 0).toBeLessThan(10); // rare on purpose: it exercises suppression
+    const out = new PassThrough();
+    const text = collect(out);
+    await writeSyntheticDataset(out, { count: 10, seed: 5 });
+    out.end();
+    expect((await text).trim().split('\n').map((l) => JSON.parse(l))).toEqual(a.slice(0, 10));
+  });
+});
