@@ -9,7 +9,7 @@
  * tests check that a worker's attested PCR0 equals `simPcr0(...)`.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +57,10 @@ export async function freeLoopbackPort(): Promise<number> {
 export interface SimStackOptions {
   /** Parent of the temporary folder (default os.tmpdir()). */
   tmpParent?: string;
+  /** Use this folder (kept on close) instead of a fresh temporary one: state and KMS keys persist. */
+  dir?: string;
+  /** KMS simulator port (default: a free loopback port). */
+  kmsPort?: number;
   /** Worker and KMS log lines. */
   log?: (line: string) => void;
   /** KMS proxy: bound on concurrent connections. */
@@ -95,9 +99,11 @@ export interface SimStack {
 }
 
 export async function startSimStack(opts: SimStackOptions = {}): Promise<SimStack> {
-  const dir = await mkdtemp(join(opts.tmpParent ?? tmpdir(), 'enclavekit-'));
+  const keep = opts.dir !== undefined;
+  if (opts.dir !== undefined) await mkdir(opts.dir, { recursive: true, mode: 0o700 });
+  const dir = opts.dir ?? (await mkdtemp(join(opts.tmpParent ?? tmpdir(), 'enclavekit-')));
   const log = opts.log ?? (() => {});
-  const kmsPort = await freeLoopbackPort();
+  const kmsPort = opts.kmsPort ?? (await freeLoopbackPort());
   const kmsUrl = `http://127.0.0.1:${kmsPort}`;
   const kmsProxySocket = join(dir, 'kms.sock');
   const workers: WorkerProcess[] = [];
@@ -169,7 +175,8 @@ export async function startSimStack(opts: SimStackOptions = {}): Promise<SimStac
       await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
       await stack.proxy?.close().catch(() => undefined);
       await stack.kms?.close().catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
+      if (!keep) await rm(dir, { recursive: true, force: true });
+      else await rm(kmsProxySocket, { force: true });
     },
   };
   return stack;
