@@ -211,6 +211,8 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
     }
   };
 
+  // A mistyped field name must not leave a column in clear while the manifest claims it encrypted.
+  const present = new Array<boolean>(opts.fields.length).fill(false);
   try {
     await newKey();
     const readOpts = opts.maxLineBytes === undefined ? { format: opts.format } : { format: opts.format, maxLineBytes: opts.maxLineBytes };
@@ -220,6 +222,7 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
       for (let i = 0; i < fieldSegs.length; i++) {
         const segs = fieldSegs[i]!;
         const v = getPath(record, segs);
+        if (v !== undefined) present[i] = true;
         if (v === undefined || v === null) continue;
         if (slot.used >= rotateAfter) await newKey();
         slot.used++;
@@ -232,6 +235,8 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
       if (csv) {
         if (!header) {
           header = Object.keys(record);
+          const missing = opts.fields.filter((f) => !header!.includes(f));
+          if (missing.length > 0) throw datasetError(1, 'field_absent', `no column named ${missing.map((f) => `"${f}"`).join(', ')}`);
           rows.push(header);
         }
         rows.push(header.map((h) => record[h] as unknown));
@@ -242,13 +247,20 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
       }
     }
     await flush();
+    const absent = opts.fields.filter((_, i) => !present[i]);
+    if (absent.length > 0) throw datasetError(0, 'field_absent', `no record has the field(s) ${absent.map((f) => `"${f}"`).join(', ')}`);
     if (partial) {
       await endStream(out);
       await rename(partial, toPath!);
     }
   } catch (e) {
     if (partial) {
-      out.destroy();
+      // Wait for the stream to close: a file still being opened would otherwise reappear after rm.
+      if (!out.closed) {
+        const closed = once(out, 'close').catch(() => undefined);
+        out.destroy();
+        await closed;
+      }
       await rm(partial, { force: true });
     }
     throw e;

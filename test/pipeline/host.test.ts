@@ -89,6 +89,19 @@ describe('encryptDataset', () => {
     await expect(readFile(path + '.partial')).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('refuses a field name that matches nothing, so no column stays in clear by a typo', async () => {
+    const path = join(dir, 'typo.ndjson');
+    await expectCodeAsync(
+      () => encryptDataset({ input: Readable.from(['{"id":"a","email":"x@y"}\n']), format: 'ndjson', fields: ['emial'], idField: 'id', datasetId: 'd', keyId: 'k', kms: new FakeKms(), output: path }),
+      'ERR_DATASET_INVALID', 'field_absent',
+    );
+    await expect(readFile(path)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expectCodeAsync(
+      () => encryptDataset({ input: Readable.from(['id,email\n1,x@y\n']), format: 'csv', fields: ['emial'], idField: 'id', datasetId: 'd', keyId: 'k', kms: new FakeKms(), output: path }),
+      'ERR_DATASET_INVALID', 'field_absent',
+    );
+  });
+
   it('streams a file much larger than its heap limit in constant memory', async () => {
     const src = join(dir, 'big.ndjson');
     await writeSyntheticDataset(src, { count: 40_000, seed: 3 });
