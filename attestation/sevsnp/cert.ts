@@ -110,13 +110,31 @@ function tlv(b: Uint8Array, off: number): { tag: number; start: number; end: num
   return { tag, start: p, end: p + len };
 }
 
-/** The certificate (or CRL) must be exactly one SEQUENCE { SEQUENCE tbs, ... } with nothing after it. */
-function rawTbs(der: Uint8Array, what: string): Uint8Array {
+/**
+ * The certificate (or CRL) must be exactly one SEQUENCE { SEQUENCE tbs, AlgorithmIdentifier, BIT STRING }
+ * with nothing after it. Returns the original TBS bytes, and whether the outer signature algorithm is
+ * byte-identical to the one inside the TBS (compared raw, so a re-encoding cannot hide a change).
+ */
+function rawTbs(der: Uint8Array, what: string, isCrl = false): { tbs: Uint8Array; algsEqual: boolean } {
   const outer = tlv(der, 0);
   if (outer.tag !== 0x30 || outer.end !== der.length) throw certError('der', `${what}: not a single DER SEQUENCE`);
   const inner = tlv(der, outer.start);
   if (inner.tag !== 0x30) throw certError('der', `${what}: TBS is not a SEQUENCE`);
-  return der.slice(outer.start, inner.end);
+  const alg = tlv(der, inner.end);
+  const sig = tlv(der, alg.end);
+  // The signature BIT STRING must be the last element and have no unused bits: otherwise a changed
+  // "unused bits" byte would leave the signature bytes, and so the verification, unchanged.
+  if (alg.tag !== 0x30 || sig.tag !== 0x03 || sig.end !== outer.end || sig.start >= sig.end || der[sig.start] !== 0)
+    throw certError('der', `${what}: malformed signature algorithm or value`);
+  // TBSCertificate: [0] version, serial, signature; TBSCertList: version (INTEGER, optional), signature.
+  let p = inner.start;
+  let f = tlv(der, p);
+  if (f.tag === 0xa0 || (isCrl && f.tag === 0x02)) f = tlv(der, (p = f.end));
+  if (!isCrl) f = tlv(der, (p = f.end));
+  const innerAlg = der.subarray(p, f.end);
+  const outerAlg = der.subarray(inner.end, alg.end);
+  const algsEqual = innerAlg.length === outerAlg.length && innerAlg.every((x, i) => x === outerAlg[i]);
+  return { tbs: der.slice(outer.start, inner.end), algsEqual };
 }
 
 function cnOf(name: Name): string | undefined {
@@ -216,7 +234,7 @@ export function parseAmdCert(input: Uint8Array, label = 'certificate'): AmdCert 
   if (input.length === 0 || input.length > MAX_CERT_BYTES)
     throw certError('size', `${label}: ${input.length} bytes is not a plausible certificate size`);
   const der = input.slice();
-  const tbs = rawTbs(der, label);
+  const { tbs, algsEqual } = rawTbs(der, label);
   let cert: Certificate;
   try {
     cert = AsnConvert.parse(der, Certificate);
@@ -233,9 +251,6 @@ export function parseAmdCert(input: Uint8Array, label = 'certificate'): AmdCert 
       if (e.extnID === OID_KEY_USAGE)
         keyCertSign = (AsnConvert.parse(e.extnValue.buffer, KeyUsage).toNumber() & KeyUsageFlags.keyCertSign) !== 0;
     }
-    const outerAlg = AsnConvert.serialize(cert.signatureAlgorithm);
-    const innerAlg = AsnConvert.serialize(t.signature);
-    const samealg = toHex(ab(outerAlg)) === toHex(ab(innerAlg));
     const notBefore = t.validity.notBefore.getTime();
     const notAfter = t.validity.notAfter.getTime();
     if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime()))
@@ -244,7 +259,7 @@ export function parseAmdCert(input: Uint8Array, label = 'certificate'): AmdCert 
       der,
       tbs,
       signature: ab(cert.signatureValue),
-      pssSha384: samealg && isPssSha384Salt48(cert.signatureAlgorithm),
+      pssSha384: algsEqual && isPssSha384Salt48(cert.signatureAlgorithm),
       version: t.version + 1,
       serialHex: toHex(ab(t.serialNumber)),
       issuer: ab(AsnConvert.serialize(t.issuer)),
@@ -280,16 +295,15 @@ export function parseAmdCrl(input: Uint8Array): AmdCrl {
   if (!(input instanceof Uint8Array)) throw new TypeError('"crl" expected Uint8Array');
   if (input.length === 0 || input.length > 1024 * 1024) throw certError('crl_size', `CRL: ${input.length} bytes is not plausible`);
   const der = input.slice();
-  const tbs = rawTbs(der, 'CRL');
+  const { tbs, algsEqual } = rawTbs(der, 'CRL', true);
   try {
     const crl = AsnConvert.parse(der, CertificateList);
     const t = crl.tbsCertList;
-    const same = toHex(ab(AsnConvert.serialize(crl.signatureAlgorithm))) === toHex(ab(AsnConvert.serialize(t.signature)));
     const revoked = revokedSerials(tbs);
     return Object.freeze({
       tbs,
       signature: ab(crl.signature),
-      pssSha384: same && isPssSha384Salt48(crl.signatureAlgorithm),
+      pssSha384: algsEqual && isPssSha384Salt48(crl.signatureAlgorithm),
       issuer: ab(AsnConvert.serialize(t.issuer)),
       thisUpdate: t.thisUpdate.getTime(),
       nextUpdate: t.nextUpdate?.getTime(),
