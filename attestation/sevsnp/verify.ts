@@ -123,6 +123,15 @@ interface ChainEntry {
 export class SnpChainCache {
   readonly #max: number;
   readonly #map = new Map<string, ChainEntry>();
+  /** ARKs whose self-signature this cache has seen verified (DER hash + provider name). */
+  readonly #anchors = new Set<string>();
+  /** @internal */ anchorVerified(key: string): boolean {
+    return this.#anchors.has(key);
+  }
+  /** @internal */ addAnchor(key: string): void {
+    if (this.#anchors.size >= 64) this.#anchors.clear();
+    this.#anchors.add(key);
+  }
   constructor(maxEntries = 256) {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError('"maxEntries" expected a positive integer');
     this.#max = maxEntries;
@@ -145,6 +154,7 @@ export class SnpChainCache {
   }
   clear(): void {
     this.#map.clear();
+    this.#anchors.clear();
   }
 }
 
@@ -223,8 +233,6 @@ interface Anchor {
   platform: 'sev-snp' | 'simulator';
 }
 
-/** Self-signature checks of anchors, remembered per crypto-independent DER hash. */
-const anchorChecked = new Set<string>();
 
 function loadAnchors(opts: SnpVerifyOptions, crypto: CryptoProvider): Anchor[] {
   const out: Anchor[] = [];
@@ -241,15 +249,14 @@ function loadAnchors(opts: SnpVerifyOptions, crypto: CryptoProvider): Anchor[] {
   return out;
 }
 
-function checkAnchor(a: Anchor, now: Date, crypto: CryptoProvider): void {
+function checkAnchor(a: Anchor, now: Date, crypto: CryptoProvider, cache: SnpChainCache | undefined): void {
   const c = a.cert;
   checkValidity(c, now, `ARK-${a.product}`);
   const key = toHex(crypto.sha256(c.der)) + crypto.name;
-  if (anchorChecked.has(key)) return;
+  if (cache?.anchorVerified(key)) return;
   checkCa(c, `ARK-${a.product}`);
   verifyLink(c, c, crypto, `ARK-${a.product}`);
-  if (anchorChecked.size > 64) anchorChecked.clear();
-  anchorChecked.add(key);
+  cache?.addAnchor(key);
 }
 
 /**
@@ -309,6 +316,7 @@ export function verifySevSnpWith(
       anchorsKey(options.roots, options.simulatorRoots, crypto),
       options.product ?? '',
       (options.allowedCspIds ?? []).join('\n'),
+      crypto.name,
     ].join('|');
     entry = cache.get(cacheKey);
     const t = now.getTime();
@@ -318,7 +326,7 @@ export function verifySevSnpWith(
   }
 
   if (!entry) {
-    entry = verifyChain(r, leafDer, interGiven, interName, ark, cpuidProduct, now, crypto, options);
+    entry = verifyChain(r, leafDer, interGiven, interName, ark, cpuidProduct, now, crypto, options, cache);
     if (cache && cacheKey) cache.set(cacheKey, entry);
   }
   const { leaf, product } = entry;
@@ -384,6 +392,7 @@ function verifyChain(
   now: Date,
   crypto: CryptoProvider,
   options: SnpVerifyOptions,
+  cache: SnpChainCache | undefined,
 ): ChainEntry {
   const isVcek = r.signingKey === 'VCEK';
   const leaf = parseMemo(leafDer, r.signingKey, crypto);
@@ -431,7 +440,7 @@ function verifyChain(
   let lastErr: unknown;
   for (const a of candidates) {
     try {
-      checkAnchor(a, now, crypto);
+      checkAnchor(a, now, crypto, cache);
       verifyLink(inter, a.cert, crypto, interName);
       anchor = a;
       break;
