@@ -98,6 +98,11 @@ describe('frames', () => {
     expectCode(() => decodeMessage(encodeCborFast([1, 2])), 'ERR_PROTOCOL', '$');
   });
 
+  it('a sender cannot put an invalid message on the wire', () => {
+    expectCode(() => encodeFrame({ t: 'records', id: 0, jobId: 'j', seq: 0, records: [] } as Message), 'ERR_PROTOCOL', 'records');
+    expectCode(() => new FrameWriter().encode({ t: 'error', code: 'bad code', message: '' }), 'ERR_PROTOCOL', 'code');
+  });
+
   it('reads messages from an async stream and reports a truncated tail', async () => {
     const stream = concat(samples.map((m) => encodeFrame(m)));
     async function* chunks(b: Uint8Array) { for (let i = 0; i < b.length; i += 7) yield b.subarray(i, i + 7); }
