@@ -36,3 +36,4 @@ export { syntheticCustomers, writeSyntheticDataset, type SyntheticOptions, type 
 export { appendAuditEntry, verifyAuditLog, AUDIT_GENESIS, type AuditRecord, type AuditEntry, type AuditVerifyResult } from './audit.js';
 export { startKmsSimulator, type KmsSimulator, type KmsSimulatorOptions } from './kms-sim/server.js';
 export { buildEnclaveKeyPolicy, parseKeyPolicy, evaluateKeyPolicy, type EnclavePolicyOptions } from './key-policy.js';
+export { fetchVcek, fetchCertChain, fetchCrl, kdsVcekUrl, KDS_BASE_URL, type KdsOptions, type VcekResult } from './kds.js';
