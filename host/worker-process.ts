@@ -25,7 +25,10 @@ export function packageRoot(): string {
  */
 export function workerCommand(): { command: string; args: string[]; cwd: string } {
   const root = packageRoot();
-  const fromSource = import.meta.url.endsWith('.ts');
+  // ENCLAVEKIT_WORKER_ENTRY=dist|source overrides the choice (e.g. a benchmark run from sources that
+  // should measure the compiled worker, as an enclave image would run it).
+  const forced = process.env.ENCLAVEKIT_WORKER_ENTRY;
+  const fromSource = forced === 'source' || (forced !== 'dist' && import.meta.url.endsWith('.ts'));
   if (fromSource) return { command: process.execPath, args: ['--import', 'tsx', resolve(root, 'enclave/cli.ts')], cwd: root };
   return { command: process.execPath, args: [resolve(root, 'bin/enclavekit.js'), 'enclave'], cwd: root };
 }
