@@ -99,12 +99,24 @@ function guidBytes(g: string): Uint8Array {
 }
 
 /** Build a table (for the simulator and tests): what a host would hand the guest. */
-export function buildSnpCertTable(certs: { vcek?: Uint8Array; vlek?: Uint8Array; ask?: Uint8Array; ark?: Uint8Array }): Uint8Array {
+export function buildSnpCertTable(certs: {
+  vcek?: Uint8Array;
+  vlek?: Uint8Array;
+  ask?: Uint8Array;
+  ark?: Uint8Array;
+  cpuidEax?: number;
+}): Uint8Array {
   const list: [string, Uint8Array][] = [];
   if (certs.vcek) list.push([CERT_TABLE_GUID.VCEK, certs.vcek]);
   if (certs.vlek) list.push([CERT_TABLE_GUID.VLEK, certs.vlek]);
   if (certs.ask) list.push([CERT_TABLE_GUID.ASK, certs.ask]);
   if (certs.ark) list.push([CERT_TABLE_GUID.ARK, certs.ark]);
+  if (certs.cpuidEax !== undefined) {
+    const e = new Uint8Array(8);
+    new DataView(e.buffer).setUint32(0, 8, true);
+    new DataView(e.buffer).setUint32(4, certs.cpuidEax >>> 0, true);
+    list.push([CERT_TABLE_GUID.EXTRA_PLATFORM_INFO, e]);
+  }
   const header = 24 * (list.length + 1);
   let total = header;
   for (const [, c] of list) total += c.length;

@@ -287,8 +287,14 @@ export function verifySevSnpWith(
   let ask = pemOrDer(certs.ask, 'ask');
   let asvk = pemOrDer(certs.asvk, 'asvk');
   let ark = pemOrDer(certs.ark, 'ark');
+  let tableCpuid: { family: number; model: number } | undefined;
   if (certs.certTable !== undefined) {
     const t = parseSnpCertTable(certs.certTable);
+    if (t.cpuidEax !== undefined) {
+      // CPUID(1).EAX: family = base (11:8) + extended (27:20); model = extended (19:16) << 4 | base (7:4).
+      const e = t.cpuidEax;
+      tableCpuid = { family: ((e >>> 8) & 0xf) + ((e >>> 20) & 0xff), model: (((e >>> 16) & 0xf) << 4) | ((e >>> 4) & 0xf) };
+    }
     vcek ??= t.vcek;
     vlek ??= t.vlek;
     ark ??= t.ark;
@@ -302,7 +308,10 @@ export function verifySevSnpWith(
   const interGiven = isVcek ? ask : asvk;
   const interName = isVcek ? 'ASK' : 'ASVK';
 
-  const cpuidProduct = r.cpuid ? productFromCpuid(r.cpuid.family, r.cpuid.model) : undefined;
+  // A v2 report has no CPUID bytes; go-sev-guest's extra-platform-info table entry may supply them.
+  // It is host-supplied, so it only ever narrows: every product source still has to agree.
+  const cpuidSrc = r.cpuid ?? tableCpuid;
+  const cpuidProduct = cpuidSrc ? productFromCpuid(cpuidSrc.family, cpuidSrc.model) : undefined;
   if (options.product !== undefined && !(SNP_PRODUCTS as readonly string[]).includes(options.product))
     throw new TypeError(`"product" expected one of ${SNP_PRODUCTS.join(', ')}`);
 

@@ -27,6 +27,19 @@ describe('certificate table', () => {
     expect(r.product).toBe('Turin');
   });
 
+  it('a v2 report takes its product from the extra-platform-info entry, which must agree', () => {
+    const v2 = vecFile('virtee-1.report.bin');
+    const leaf = vecFile('virtee-1.vcek.der');
+    const now = new Date('2023-05-01T00:00:00Z');
+    const milan = buildSnpCertTable({ vcek: leaf, cpuidEax: 0x00a00f11 });
+    expect(parseSnpCertTable(milan).cpuidEax).toBe(0x00a00f11);
+    expect(verifySevSnp(v2, { certTable: milan }, { now, cache: false }).product).toBe('Milan');
+    const genoa = buildSnpCertTable({ vcek: leaf, cpuidEax: 0x00a10f11 });
+    expect(() => verifySevSnp(v2, { certTable: genoa }, { now, cache: false })).toThrow(
+      expect.objectContaining({ code: 'ERR_SNP_CHAIN_INVALID', reason: 'product_mismatch' }),
+    );
+  });
+
   it('trailing page padding after the certificates is fine (auxblob is trimmed, the ioctl buffer is not)', () => {
     const t = buildSnpCertTable({ vcek });
     const padded = new Uint8Array(4096);
