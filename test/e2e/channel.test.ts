@@ -47,8 +47,11 @@ async function relay(target: string, slow = false): Promise<Relay> {
       // A slow peer: 1 KiB pieces with a pause between them, reading paused meanwhile.
       from.pause();
       let off = 0;
-      const step = () => {
-        if (off >= c.length || to.destroyed) return from.resume();
+      const step = (): void => {
+        if (off >= c.length || to.destroyed) {
+          from.resume();
+          return;
+        }
         to.write(c.subarray(off, off + 1024));
         off += 1024;
         setTimeout(step, 1);
