@@ -529,6 +529,16 @@ function bind(r: SnpReport, leaf: AmdCert, product: SnpProduct, options: SnpVeri
   for (const [name, certV, repV] of reserved)
     if (certV !== undefined && certV !== repV) throw bindError('tcb_mismatch', `${name} ${certV} in the ${r.signingKey} != ${repV} in REPORTED_TCB`);
 
+  // The firmware signs with a key derived from REPORTED_TCB, which the host may only set at or below
+  // the running TCB (go-sev-guest checks the same): a report claiming more is not from this firmware.
+  const cur = decodeTcb(r.currentTcb, product);
+  for (const k of ['bootloader', 'tee', 'snp', 'microcode', 'fmc'] as const) {
+    const a = tcb[k];
+    const c = cur[k];
+    if (a !== undefined && c !== undefined && a > c)
+      throw bindError('reported_tcb_above_current', `REPORTED_TCB.${k} ${a} is above CURRENT_TCB.${k} ${c}`);
+  }
+
   if (r.signingKey === 'VCEK') {
     if (isAllZero(r.chipId)) throw bindError('chip_id_masked', 'CHIP_ID is all zero (masked), so a VCEK cannot be bound to it');
     const hw = x.hwID;

@@ -206,6 +206,14 @@ describe('simulator chain: one rule each', () => {
     expectCode(() => verify(r, vcekCerts(c), c), 'ERR_SNP_CHAIN_INVALID', 'product_unknown');
   });
 
+  it('REPORTED_TCB above CURRENT_TCB is refused', async () => {
+    const c = chains.base!;
+    const r = await issue(c, { currentTcb: { bootloader: 4, tee: 0, snp: 24, microcode: 200 } });
+    expectCode(() => verify(r, vcekCerts(c), c), 'ERR_SNP_BINDING_INVALID', 'reported_tcb_above_current');
+    const ok = await issue(c, { currentTcb: { bootloader: 5, tee: 0, snp: 24, microcode: 230 } });
+    expect(verify(ok, vcekCerts(c), c).tcb.current.microcode).toBe(230);
+  });
+
   it('a VLEK report with only a VCEK is refused', async () => {
     const c = chains.base!;
     const r = await issue(c, { signingKey: 'VLEK' });
