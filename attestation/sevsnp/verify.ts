@@ -330,7 +330,8 @@ export function verifySevSnpWith(
     entry = cache.get(cacheKey);
     const t = now.getTime();
     if (entry && (t < entry.notBefore || t > entry.notAfter)) entry = undefined;
-    if (entry && cpuidProduct !== undefined && cpuidProduct !== entry.product) entry = undefined;
+    // Product rules are re-decided by the full path whenever this report's CPUID says anything else.
+    if (entry && cpuidProduct !== entry.product && (cpuidProduct !== undefined || r.cpuid !== undefined)) entry = undefined;
     if (entry && ark !== undefined && !equalBytes(ark, entry.ark.der)) entry = undefined;
   }
 

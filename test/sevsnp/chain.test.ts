@@ -4,7 +4,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createSnpSimChain, issueSnpReport, snpSimChainKeys, type SnpSimChain, type CreateSnpSimChainOptions } from '../../attestation/sim/snp.js';
-import { verifySevSnpWith, type SnpVerifyOptions, type SnpCerts } from '../../attestation/sevsnp/verify.js';
+import { verifySevSnpWith, SnpChainCache, type SnpVerifyOptions, type SnpCerts } from '../../attestation/sevsnp/verify.js';
 import { nodeCrypto } from '../../attestation/crypto/node.js';
 import { buildSnpCertTable } from '../../attestation/sevsnp/certtable.js';
 import { amdRoots } from '../../attestation/sevsnp/roots.js';
@@ -204,6 +204,12 @@ describe('simulator chain: one rule each', () => {
     const c = chains.base!;
     const r = await issue(c, { mutate: (b) => b.set([0x1a, 0x55, 1], 0x188) });
     expectCode(() => verify(r, vcekCerts(c), c), 'ERR_SNP_CHAIN_INVALID', 'product_unknown');
+    // Also when the chain is already cached from a good report.
+    const cache = new SnpChainCache();
+    verify(issueSync, vcekCerts(c), c, { cache });
+    expectCode(() => verify(r, vcekCerts(c), c, { cache }), 'ERR_SNP_CHAIN_INVALID', 'product_unknown');
+    const genoaCpuid = await issue(c, { mutate: (b) => b.set([0x19, 0x11, 1], 0x188) });
+    expectCode(() => verify(genoaCpuid, vcekCerts(c), c, { cache }), 'ERR_SNP_CHAIN_INVALID', 'product_mismatch');
   });
 
   it('REPORTED_TCB above CURRENT_TCB is refused', async () => {
