@@ -52,7 +52,9 @@ class Sock : public Napi::ObjectWrap<Sock> {
     if (poll_ != nullptr && !closing_) {
       poll_->data = nullptr;
       uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      // No close callback: at teardown this library may be unloaded before libuv would call it.
+      // The handle (a few hundred bytes) is deliberately leaked.
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), nullptr);
       poll_ = nullptr;
       if (fd_ >= 0) ::close(fd_);
       fd_ = -1;
@@ -83,8 +85,22 @@ class Sock : public Napi::ObjectWrap<Sock> {
 
   std::string unixPath_;
 
-  // Env teardown: close what JS left open.
-  void ForceClose() { DoClose(); }
+  // Env teardown: close what JS left open. The loop may never run our close callback (or run it
+  // after the per-env state is gone), so detach from it completely here.
+  void ForceClose() {
+    if (poll_ == nullptr || closing_) return;
+    closing_ = true;
+    reading_ = false;
+    if (mode_ == M_LISTEN && !unixPath_.empty()) ::unlink(unixPath_.c_str());
+    poll_->data = nullptr;
+    uv_poll_stop(poll_);
+    // No close callback: a worker's loop runs closing handles after this library may have been
+    // unloaded. The handle (a few hundred bytes) is deliberately leaked at teardown.
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), nullptr);
+    poll_ = nullptr;
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
 
  private:
   int fd_ = -1;
@@ -146,7 +162,7 @@ class Sock : public Napi::ObjectWrap<Sock> {
     Napi::Env env = s->Env();
     Napi::HandleScope scope(env);
     Napi::Object keep = s->Value();  // hold the wrapper for the whole dispatch
-    (void)keep;
+    if (keep.IsEmpty()) return;      // the environment is shutting down
     if (status < 0) {
       // libuv turns POLLERR into UV_EBADF and stops the handle; the socket's pending error says
       // what really happened (ECONNRESET, EPIPE, ECONNREFUSED...).
@@ -188,6 +204,10 @@ class Sock : public Napi::ObjectWrap<Sock> {
       }
       Napi::HandleScope scope(env);
       Napi::Object obj = st->sockCtor.New({});
+      if (obj.IsEmpty() || env.IsExceptionPending()) {  // the environment is shutting down
+        ::close(c);
+        return;
+      }
       Sock* child = Sock::Unwrap(obj);
       int r = child->Attach(c, M_STREAM, family_, Napi::Function());
       if (r != 0) {
@@ -511,6 +531,10 @@ static Napi::Value Listen(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Napi::Object obj = State(env)->sockCtor.New({});
+  if (obj.IsEmpty()) {
+    ::close(fd);
+    return env.Undefined();
+  }
   Sock* s = Sock::Unwrap(obj);
   s->unixPath_ = path;
   int r = s->Attach(fd, M_LISTEN, family, info[next + 1].As<Napi::Function>());
@@ -550,6 +574,10 @@ static Napi::Value Connect(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Napi::Object obj = State(env)->sockCtor.New({});
+  if (obj.IsEmpty()) {
+    ::close(fd);
+    return env.Undefined();
+  }
   Sock* s = Sock::Unwrap(obj);
   // Even an immediate connect reports through EV_CONNECT, so callers see one asynchronous shape.
   int r = s->Attach(fd, M_CONNECTING, family, info[next].As<Napi::Function>());
@@ -564,6 +592,7 @@ static Napi::Value Connect(const Napi::CallbackInfo& info) {
 static void CleanupEnv(void* arg) {
   auto* st = static_cast<EnvState*>(arg);
   std::vector<Sock*> open(st->live.begin(), st->live.end());
+  st->live.clear();
   for (Sock* s : open) s->ForceClose();
 }
 

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { webcrypto, randomBytes, createHash } from 'node:crypto';
 import * as tls from 'node:tls';
+import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
 import { nativeBinding } from '../../native/binding.js';
 import { SocketApi, type NativeStream, type NativeServer, VMADDR_CID_ANY, VMADDR_PORT_ANY } from '../../native/socket.js';
 import { NativeError } from '../../native/errors.js';
@@ -225,6 +227,24 @@ d('native stream sockets over AF_UNIX', () => {
     expect(Buffer.concat(parts).equals(payload)).toBe(true);
     t.destroy();
     srv.close();
+  });
+});
+
+d('per-environment state', () => {
+  it('a worker that leaves sockets open (even mid-connect) is torn down without a crash', async () => {
+    const addon = createRequire(import.meta.url).resolve('../../build/Release/enclavekit_native.node');
+    const path = sockPath();
+    const code = `
+      const b = require(${JSON.stringify(addon)});
+      b.listen('unix', ${JSON.stringify(path)}, 16, () => {});
+      b.connect('unix', ${JSON.stringify(path)}, () => {});
+      require('node:worker_threads').parentPort.postMessage('up');`;
+    for (let i = 0; i < 3; i++) {
+      const w = new Worker(code, { eval: true });
+      await once(w, 'message');
+      await w.terminate();
+    }
+    expect(existsSync(path)).toBe(false); // the env cleanup hook closed the listener
   });
 });
 
