@@ -45,6 +45,8 @@ export interface ActiveJob {
 export interface SessionHandler {
   /** Evidence for `hello`: binds the worker's public key and the host's nonce. */
   attest(nonce: Uint8Array): Promise<Uint8Array>;
+  /** The worker's public key (DER SPKI), sent next to evidence that binds it only as a digest (SEV-SNP). */
+  publicKey?: Uint8Array;
   /** Fetch keys and set up a job; throws a ToolkitError (sent to the host) on failure. */
   startJob(msg: JobStartMessage): Promise<ActiveJob>;
   log(line: string): void;
@@ -114,7 +116,7 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
         decoder.maxFrame = n;
         writer.maxFrame = n;
         const evidence = await handler.attest(m.nonce);
-        await send({ t: 'attestation', evidence });
+        await send({ t: 'attestation', evidence, ...(handler.publicKey ? { publicKey: handler.publicKey } : {}) });
         state = 'idle';
         return;
       }
@@ -140,7 +142,7 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
         const j = job;
         try {
           const { result, evidence } = await asJobFailure(j.finish(m));
-          await send({ t: 'result', jobId: j.jobId, result, evidence });
+          await send({ t: 'result', jobId: j.jobId, result, evidence, ...(handler.publicKey ? { publicKey: handler.publicKey } : {}) });
           handler.log(`job ${j.jobId}: result released (${result.length} bytes)`);
         } finally {
           j.abort();

@@ -50,6 +50,7 @@ export class Worker {
   handler(): SessionHandler {
     return {
       attest: (nonce) => this.#o.platform.attest({ publicKey: this.#o.keyPair.publicKeySpki, nonce }),
+      publicKey: this.#o.keyPair.publicKeySpki,
       startJob: (msg) => this.#startJob(msg),
       log: this.#log,
     };

@@ -117,7 +117,10 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
     const att = await conn.next(opts.helloTimeoutMs ?? 30_000);
     if (att.t === 'error') throw workerError(att);
     if (att.t !== 'attestation') throw new ToolkitError('ERR_PROTOCOL', `expected attestation, got ${att.t}`, { reason: 'state' });
-    const worker = verifyWorkerEvidence(att.evidence, { ...opts.expect, now: now() }, { nonce: helloNonce });
+    const worker = verifyWorkerEvidence(att.evidence, { ...opts.expect, now: now() }, {
+      nonce: helloNonce,
+      ...(att.publicKey ? { publicKey: att.publicKey } : {}),
+    });
     summary.worker = worker;
     log(`worker attested: platform ${worker.platform}${worker.pcrs['0'] ? `, PCR0 ${worker.pcrs['0']}` : ''}${worker.measurement ? `, MEASUREMENT ${worker.measurement}` : ''}`);
 

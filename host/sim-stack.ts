@@ -43,6 +43,35 @@ export function simPcr0(imageId: Uint8Array): Uint8Array {
   return sha384(ZERO48, sha384('enclavekit-sim-pcr0-v1\0', imageId));
 }
 
+/**
+ * The simulated AMD root (ARK, DER) of a state folder's `sim-snp.json`, or undefined if absent. Like
+ * the Nitro simulator root, it is trusted only where a caller passes it explicitly.
+ */
+export async function readSnpSimulatorRootFromState(stateDir: string): Promise<Uint8Array | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(stateDir, 'sim-snp.json'), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ToolkitError('ERR_SIMULATOR_STATE', `cannot read ${stateDir}/sim-snp.json`, { reason: 'read', cause: e });
+  }
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch (e) {
+    throw new ToolkitError('ERR_SIMULATOR_STATE', `${stateDir}/sim-snp.json is not JSON`, { reason: 'corrupt', cause: e });
+  }
+  const o = j as { format?: unknown; certs?: { ark?: unknown } } | null;
+  if (o?.format !== 'enclavekit-snp-sim-chain' || typeof o.certs?.ark !== 'string')
+    throw new ToolkitError('ERR_SIMULATOR_STATE', `${stateDir}/sim-snp.json is not an SEV-SNP simulator chain`, { reason: 'corrupt' });
+  return new Uint8Array(Buffer.from(o.certs.ark, 'base64'));
+}
+
+/** MEASUREMENT of a simulated SEV-SNP image (enclave/platform/sim-snp.ts `simulatedMeasurement`). */
+export function simSnpMeasurement(imageId: Uint8Array): Uint8Array {
+  return sha384('enclavekit-sim-snp-measurement-v1\0', imageId);
+}
+
 export async function freeLoopbackPort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((resolve, reject) => {

@@ -12,7 +12,8 @@
  */
 import { AttestationPolicyError, ToolkitError, type PolicyViolation } from '../attestation/errors.js';
 import { equalBytes, toHex } from '../attestation/bytes.js';
-import { verifyNitro, type VerifiedNitroDocument } from '../attestation/index.js';
+import { sha512 } from '@noble/hashes/sha2.js';
+import { verifyNitro, verifyEvidence, type VerifiedNitroDocument } from '../attestation/index.js';
 import { decodeResult, queryDigest, sha384, type ResultDocument } from '../enclave/protocol/index.js';
 
 export interface Expectations {
@@ -22,6 +23,8 @@ export interface Expectations {
   measurement?: Uint8Array;
   /** DER roots of a simulator, trusted only because the caller passed them. */
   simulatorRoots?: readonly Uint8Array[];
+  /** DER ARKs of an SEV-SNP simulator, trusted only because the caller passed them. */
+  snpSimulatorRoots?: readonly Uint8Array[];
   /** Verification time. */
   now: Date;
 }
@@ -60,9 +63,29 @@ function isNitro(evidence: Uint8Array): boolean {
   return evidence.length > 0 && (evidence[0] === 0x84 || evidence[0] === 0xd2);
 }
 
+/** SEV-SNP evidence from a worker is the 0x4A0-byte report followed by its certificate table. */
+const SNP_REPORT_BYTES = 0x4a0;
+
+/**
+ * REPORT_DATA as a worker binds its key, user data and nonce (restated from
+ * enclave/platform/sev-snp-binding.ts, which the host may not import):
+ * SHA-512("enclavekit-snp-report-data-v1\0" || for each of key, user data, nonce: u32be(len) || bytes).
+ */
+export function snpBinding(publicKey: Uint8Array, userData: Uint8Array | undefined, nonce: Uint8Array): Uint8Array {
+  const h = sha512.create();
+  h.update(new TextEncoder().encode('enclavekit-snp-report-data-v1\0'));
+  for (const b of [publicKey, userData ?? new Uint8Array(0), nonce]) {
+    h.update(Uint8Array.of(b.length >>> 24, (b.length >>> 16) & 0xff, (b.length >>> 8) & 0xff, b.length & 0xff));
+    h.update(b);
+  }
+  return h.digest();
+}
+
 /**
  * Verify evidence against expectations plus exact `nonce`/`userData`/`publicKey` values.
- * Throws AttestationError / AttestationPolicyError (all violations at once).
+ * `publicKey` is what the worker claims as its key (sent beside the evidence); Nitro evidence must
+ * carry the same, SEV-SNP evidence must bind it in REPORT_DATA. Throws AttestationError /
+ * AttestationPolicyError (all violations at once).
  */
 export function verifyWorkerEvidence(
   evidence: Uint8Array,
@@ -90,7 +113,25 @@ export function verifyWorkerEvidence(
       throw new AttestationPolicyError([{ field: 'public_key', expected: 'the worker recipient key', actual: '(absent)' }]);
     return v;
   }
-  throw new ToolkitError('ERR_EVIDENCE_FORMAT', 'SEV-SNP worker evidence is not supported by this host build yet', { reason: 'format' });
+  if (x.measurement === undefined)
+    throw new ToolkitError('ERR_CONFIG_INVALID', 'the worker sent SEV-SNP evidence but no MEASUREMENT is expected (--expect-measurement)', { reason: 'no_expectations' });
+  if (bind.publicKey === undefined)
+    throw new AttestationPolicyError([{ field: 'public_key', expected: 'the worker recipient key beside SEV-SNP evidence', actual: '(absent)' }]);
+  if (evidence.length < SNP_REPORT_BYTES)
+    throw new ToolkitError('ERR_SNP_REPORT_INVALID', `SEV-SNP evidence of ${evidence.length} bytes is shorter than a report`, { reason: 'length' });
+  const v = verifyEvidence(
+    { evidence: evidence.subarray(0, SNP_REPORT_BYTES), certs: { certTable: evidence.subarray(SNP_REPORT_BYTES) }, format: 'sev-snp' },
+    {
+      now: x.now,
+      expect: 'sev-snp',
+      snp: {
+        ...(x.snpSimulatorRoots ? { simulatorRoots: x.snpSimulatorRoots } : {}),
+        policy: { measurement: x.measurement, reportData: snpBinding(bind.publicKey, bind.userData, bind.nonce) },
+      },
+    },
+  );
+  const m = v.measurements.get('MEASUREMENT');
+  return { format: 'sev-snp', platform: v.platform, pcrs: {}, ...(m ? { measurement: toHex(m) } : {}), publicKey: bind.publicKey };
 }
 
 export interface ResultBinding {

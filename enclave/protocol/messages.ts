@@ -16,13 +16,13 @@ export const MAX_BATCH_RECORDS = 100_000;
 export const DIGEST_LENGTH = 48;
 
 export interface HelloMessage { t: 'hello'; id: number; version: number; nonce: Uint8Array; maxFrame?: number }
-export interface AttestationMessage { t: 'attestation'; id: number; evidence: Uint8Array }
+export interface AttestationMessage { t: 'attestation'; id: number; evidence: Uint8Array; publicKey?: Uint8Array }
 export interface JobStartMessage {
   t: 'job_start'; id: number; jobId: string; datasetId: string; query: Record<string, unknown>; manifest: KeyManifest; nonce: Uint8Array;
 }
 export interface RecordsMessage { t: 'records'; id: number; jobId: string; seq: number; records: Record<string, unknown>[] }
 export interface JobEndMessage { t: 'job_end'; id: number; jobId: string; count: number; datasetDigest: Uint8Array }
-export interface ResultMessage { t: 'result'; id: number; jobId: string; result: Uint8Array; evidence: Uint8Array }
+export interface ResultMessage { t: 'result'; id: number; jobId: string; result: Uint8Array; evidence: Uint8Array; publicKey?: Uint8Array }
 export interface ErrorMessage { t: 'error'; id: number; jobId?: string; code: string; message: string }
 
 export type Message =
@@ -74,11 +74,12 @@ interface Shape { required: Record<string, Check>; optional?: Record<string, Che
 
 const SHAPES: Record<MessageType, Shape> = {
   hello: { required: { version: uint, nonce: bytes(16, 64) }, optional: { maxFrame: uint } },
-  attestation: { required: { evidence: bytes(1, 1024 * 1024) } },
+  // publicKey: the worker's Recipient key, which SEV-SNP evidence binds only as a digest in REPORT_DATA.
+  attestation: { required: { evidence: bytes(1, 1024 * 1024) }, optional: { publicKey: bytes(1, 1024) } },
   job_start: { required: { jobId, datasetId, query: plainObject, manifest: plainObject, nonce: bytes(16, 64) } },
   records: { required: { jobId, seq: uint, records: recordList } },
   job_end: { required: { jobId, count: uint, datasetDigest: bytes(DIGEST_LENGTH, DIGEST_LENGTH) } },
-  result: { required: { jobId, result: bytes(1, 8 * 1024 * 1024), evidence: bytes(1, 1024 * 1024) } },
+  result: { required: { jobId, result: bytes(1, 8 * 1024 * 1024), evidence: bytes(1, 1024 * 1024) }, optional: { publicKey: bytes(1, 1024) } },
   error: { required: { code: text(1, 64, CODE_RE), message: text(0, 1024) }, optional: { jobId } },
 };
 

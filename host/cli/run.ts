@@ -23,7 +23,7 @@ import { hostPortOfUrl, parseAllowlistYaml, parseHostPort, startKmsProxy, type H
 import { readRootsPem, readSimulatorRootFromState } from '../kms-sim/sim-root.js';
 import { createProgress } from '../progress.js';
 import { datasetDigestOfFile, runJob, type RunOutcome } from '../run.js';
-import { simImageIdFromFiles, simPcr0 } from '../sim-stack.js';
+import { readSnpSimulatorRootFromState, simImageIdFromFiles, simPcr0 } from '../sim-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../worker-process.js';
 import { EXIT_INVALID, EXIT_OK, UsageError, usage, type CliIO } from './io.js';
 
@@ -148,6 +148,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   if (values['trust-simulator-root'] && values['sim-state'] && target.kind !== 'sim')
     throw new UsageError('give --trust-simulator-root or --sim-state, not both');
   const simulatorRoots: Uint8Array[] = [];
+  const snpSimulatorRoots: Uint8Array[] = [];
   if (values['trust-simulator-root']) simulatorRoots.push(...(await readRootsPem(values['trust-simulator-root'])));
 
   const manifestBytes = await readBounded(values.manifest!, 16 * 1024 * 1024, '--manifest');
@@ -235,6 +236,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       const r = await readSimulatorRootFromState(values['sim-state']);
       if (!r) throw new UsageError(`--sim-state ${values['sim-state']} holds no simulator root`);
       simulatorRoots.push(r);
+      const ark = await readSnpSimulatorRootFromState(values['sim-state']);
+      if (ark) snpSimulatorRoots.push(ark);
     }
     if (pcrs.size === 0 && measurement === undefined) throw new UsageError('give --expect-pcr N=HEX or --expect-measurement HEX: a result is only as good as the image it is bound to');
 
@@ -244,7 +247,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       manifest,
       query,
       connect,
-      expect: { pcrs, ...(measurement ? { measurement } : {}), ...(simulatorRoots.length ? { simulatorRoots } : {}) },
+      expect: {
+        pcrs,
+        ...(measurement ? { measurement } : {}),
+        ...(simulatorRoots.length ? { simulatorRoots } : {}),
+        ...(snpSimulatorRoots.length ? { snpSimulatorRoots } : {}),
+      },
       now: io.now,
       batchSize: batch,
       progress: createProgress({ stream: io.stderr as NodeJS.WritableStream & { isTTY?: boolean }, totalBytes: total }),
