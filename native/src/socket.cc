@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/vm_sockets.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -30,6 +31,12 @@ static constexpr size_t kReadMin = 64 * 1024;
 static constexpr size_t kReadMax = 1024 * 1024;
 static constexpr int kMaxReadsPerWake = 32;
 static constexpr int kMaxAcceptsPerWake = 64;
+
+// At env teardown (a worker exiting), libuv may run close callbacks after this library has been
+// unloaded, so those closes must not call back into our code: libc's free() takes the handle
+// pointer directly. (Calling free through uv_close_cb's type is the usual C ABI idiom: one pointer
+// argument, no result.) Handles are malloc'ed for that reason.
+static uv_close_cb FreeOutsideAddon() { return reinterpret_cast<uv_close_cb>(&free); }
 
 class Sock : public Napi::ObjectWrap<Sock> {
  public:
@@ -52,9 +59,7 @@ class Sock : public Napi::ObjectWrap<Sock> {
     if (poll_ != nullptr && !closing_) {
       poll_->data = nullptr;
       uv_poll_stop(poll_);
-      // No close callback: at teardown this library may be unloaded before libuv would call it.
-      // The handle (a few hundred bytes) is deliberately leaked.
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreeOutsideAddon());
       poll_ = nullptr;
       if (fd_ >= 0) ::close(fd_);
       fd_ = -1;
@@ -65,10 +70,11 @@ class Sock : public Napi::ObjectWrap<Sock> {
   // Attach a fresh non-blocking fd. Returns 0 or a negative errno.
   int Attach(int fd, Mode mode, int family, Napi::Function cb) {
     EnvState* st = State(Env());
-    poll_ = new uv_poll_t;
+    poll_ = static_cast<uv_poll_t*>(malloc(sizeof(uv_poll_t)));
+    if (poll_ == nullptr) return UV_ENOMEM;
     int r = uv_poll_init(st->loop, poll_, fd);
     if (r != 0) {
-      delete poll_;
+      free(poll_);
       poll_ = nullptr;
       return r;
     }
@@ -94,9 +100,7 @@ class Sock : public Napi::ObjectWrap<Sock> {
     if (mode_ == M_LISTEN && !unixPath_.empty()) ::unlink(unixPath_.c_str());
     poll_->data = nullptr;
     uv_poll_stop(poll_);
-    // No close callback: a worker's loop runs closing handles after this library may have been
-    // unloaded. The handle (a few hundred bytes) is deliberately leaked at teardown.
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreeOutsideAddon());
     poll_ = nullptr;
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -334,7 +338,7 @@ class Sock : public Napi::ObjectWrap<Sock> {
 
   static void OnClose(uv_handle_t* h) {
     Sock* s = static_cast<Sock*>(h->data);
-    delete reinterpret_cast<uv_poll_t*>(h);
+    free(h);
     if (s == nullptr) return;
     s->poll_ = nullptr;
     if (s->fd_ >= 0) ::close(s->fd_);

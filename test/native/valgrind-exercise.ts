@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { requireBinding } from '../../native/binding.js';
 import { SocketApi, VMADDR_PORT_ANY, type NativeStream } from '../../native/socket.js';
 import { FieldDecryptor, packFields, nativeGcmCeiling, type GcmField } from '../../native/gcm.js';
@@ -77,6 +78,20 @@ try {
   } catch (e) {
     console.log(`vsock unavailable here: ${(e as { code?: string }).code}`);
   }
+
+  // A worker that leaves a listener and a connecting socket open: the env cleanup hook closes them.
+  const wpath = join(dir, 'w.sock');
+  const addon = process.env.ENCLAVEKIT_NATIVE_PATH ?? join(process.cwd(), 'build/Release/enclavekit_native.node');
+  const w = new Worker(
+    `const b = require(${JSON.stringify(addon)});
+     b.listen('unix', ${JSON.stringify(wpath)}, 16, () => {});
+     b.connect('unix', ${JSON.stringify(wpath)}, () => {});
+     require('node:worker_threads').parentPort.postMessage('up');`,
+    { eval: true },
+  );
+  await once(w, 'message');
+  await w.terminate();
+  check(true, 'worker teardown with open sockets');
 
   // AES-GCM batch.
   const key = randomBytes(32);
