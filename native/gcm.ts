@@ -92,29 +92,38 @@ export function packFields(fields: readonly GcmField[]): PackedFields {
   const n = fields.length;
   const table = new Uint32Array(n * STRIDE);
   let total = 0;
-  let shared: ArrayBufferLike | null = n > 0 ? fields[0]!.iv?.buffer ?? null : null;
-  for (let i = 0; i < n; i++) {
+  let size = 0;
+  // One pass: check every field, fill the table with offsets into the shared buffer (if all parts
+  // turn out to share one), and size a packed copy for the other case.
+  let shared: ArrayBufferLike | null = null;
+  for (let i = 0, t = 0; i < n; i++, t += STRIDE) {
     const f = fields[i]!;
     checkField(f, i);
-    total += f.ciphertext.length;
-    if (shared !== null && (f.iv.buffer !== shared || f.ciphertext.buffer !== shared || f.tag.buffer !== shared ||
-        (f.aad !== undefined && f.aad.buffer !== shared))) {
-      shared = null;
+    const { iv, ciphertext, tag, aad } = f;
+    const ctLen = ciphertext.length;
+    const aadLen = aad === undefined ? 0 : aad.length;
+    total += ctLen;
+    size += 28 + ctLen + aadLen;
+    if (i === 0) shared = iv.buffer;
+    if (shared !== null) {
+      if (iv.buffer !== shared || ciphertext.buffer !== shared || tag.buffer !== shared || (aad !== undefined && aad.buffer !== shared)) {
+        shared = null;
+        continue;
+      }
+      table[t] = iv.byteOffset;
+      table[t + 1] = 12;
+      table[t + 2] = ciphertext.byteOffset;
+      table[t + 3] = ctLen;
+      table[t + 4] = tag.byteOffset;
+      table[t + 5] = 16;
+      table[t + 6] = aad === undefined ? 0 : aad.byteOffset;
+      table[t + 7] = aadLen;
     }
   }
   if (total > 0xffffffff) throw new RangeError('batch too large: total ciphertext exceeds 4 GiB');
   if (shared !== null && shared.byteLength <= 0xffffffff) {
-    for (let i = 0, t = 0; i < n; i++, t += STRIDE) {
-      const f = fields[i]!;
-      table[t] = f.iv.byteOffset; table[t + 1] = 12;
-      table[t + 2] = f.ciphertext.byteOffset; table[t + 3] = f.ciphertext.length;
-      table[t + 4] = f.tag.byteOffset; table[t + 5] = 16;
-      table[t + 6] = f.aad ? f.aad.byteOffset : 0; table[t + 7] = f.aad ? f.aad.length : 0;
-    }
     return { input: new Uint8Array(shared), table, count: n, totalLength: total };
   }
-  let size = 0;
-  for (const f of fields) size += 28 + f.ciphertext.length + (f.aad ? f.aad.length : 0);
   if (size > 0xffffffff) throw new RangeError('batch too large: packed input exceeds 4 GiB');
   const input = new Uint8Array(size);
   let o = 0;
