@@ -42,6 +42,7 @@ aggregates, and returns only attested aggregates.
   --privacy-budget-file F  per-dataset epsilon budget kept across jobs
   --max-frame BYTES        largest frame accepted (default ${DEFAULT_MAX_FRAME})
   --kms-timeout MS         bound on one KMS Decrypt, retries included (default 20000)
+  --exit-with-stdin        exit when standard input closes (a host that started this worker died)
 `;
 
 class WorkerUsage extends Error {}
@@ -194,6 +195,7 @@ export async function main(argv: string[]): Promise<number> {
         'privacy-budget-file': { type: 'string' },
         'max-frame': { type: 'string' },
         'kms-timeout': { type: 'string' },
+        'exit-with-stdin': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -241,6 +243,13 @@ export async function main(argv: string[]): Promise<number> {
       const stop = () => resolve();
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
+      if (values['exit-with-stdin']) {
+        // The parent holds the other end of our stdin: if it dies however it dies, this ends.
+        process.stdin.on('end', stop);
+        process.stdin.on('close', stop);
+        process.stdin.on('error', stop);
+        process.stdin.resume();
+      }
     });
     log('shutting down');
     await server.close();

@@ -59,11 +59,14 @@ export async function startWorkerProcess(opts: WorkerProcessOptions): Promise<Wo
   const { command, args, cwd } = workerCommand();
   // Extra Node flags for the worker (profiling, heap limits): not part of the protocol, a tool for us.
   const nodeArgs = (opts.env ?? process.env).ENCLAVEKIT_WORKER_NODE_ARGS?.split(' ').filter((a) => a.length > 0) ?? [];
-  const child = spawn(command, [...nodeArgs, ...args, '--listen', `unix:${opts.socketPath}`, ...opts.args], {
+  // stdin is a pipe the worker watches (--exit-with-stdin): if this process dies, even by SIGKILL,
+  // the pipe closes and the worker exits instead of lingering on its socket.
+  const child = spawn(command, [...nodeArgs, ...args, '--listen', `unix:${opts.socketPath}`, '--exit-with-stdin', ...opts.args], {
     cwd,
     env: { ...(opts.env ?? process.env), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['pipe', 'ignore', 'pipe'],
   });
+  child.stdin!.on('error', () => {});
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
     child.once('exit', (code, signal) => res({ code, signal }));
     child.once('error', () => res({ code: null, signal: null }));
