@@ -52,6 +52,17 @@ describe('enclavekit run', () => {
     expect((await verifyAuditLog(join(d, 'audit.log'))).ok).toBe(true);
   });
 
+  it('trusts a simulator root given as PEM with --trust-simulator-root', async () => {
+    const d = fx.stack.dir;
+    const t = io();
+    const code = await main(
+      args(['--enclave', `unix:${fx.worker.socketPath}`, '--expect-pcr', `0=${hex(fx.worker.pcr0)}`, '--trust-simulator-root', join(d, 'state', 'sim-root.pem'), '--out', join(d, 'r7.json')]),
+      t,
+    );
+    expect(t.err()).not.toMatch(/FAILED/);
+    expect(code).toBe(0);
+  });
+
   it('refuses without expectations, and does not trust a simulator root it was not given', async () => {
     const d = fx.stack.dir;
     let t = io();
