@@ -20,6 +20,8 @@ export interface SockHandle {
   close(): void;
   address(): { family: 'unix'; path: string } | { family: 'vsock'; cid: number; port: number } | { family: 'unknown' } | null;
   fd(): number;
+  ref(): void;
+  unref(): void;
 }
 
 export type SockEventHandler = (type: number, err: Error | undefined, a?: unknown, n?: number) => void;

@@ -103,7 +103,18 @@ export class NativeStream extends Duplex {
     handle.start((type, err, a, n) => this.#onEvent(type, err, a, n));
   }
 
-  /** The peer end as the kernel reports our own address (unix path or vsock cid/port). */
+  /** Like net.Socket: an unref'ed stream does not keep the process alive by itself. */
+  ref(): this {
+    this.#h?.ref();
+    return this;
+  }
+
+  unref(): this {
+    this.#h?.unref();
+    return this;
+  }
+
+  /** Our own end's address as the kernel reports it (unix path or vsock cid/port). */
   address(): ReturnType<SockHandle['address']> {
     return this.#h?.address() ?? null;
   }
@@ -222,6 +233,17 @@ export class NativeServer extends EventEmitter {
       process.nextTick(() => this.emit('close'));
     }
     if (cb) process.nextTick(cb);
+    return this;
+  }
+
+  /** Like net.Server: an unref'ed server does not keep the process alive by itself. */
+  ref(): this {
+    this.#h?.ref();
+    return this;
+  }
+
+  unref(): this {
+    this.#h?.unref();
     return this;
   }
 

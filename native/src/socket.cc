@@ -45,7 +45,8 @@ class Sock : public Napi::ObjectWrap<Sock> {
                        {InstanceMethod("start", &Sock::Start), InstanceMethod("readStart", &Sock::ReadStart),
                         InstanceMethod("readStop", &Sock::ReadStop), InstanceMethod("write", &Sock::Write),
                         InstanceMethod("shutdown", &Sock::Shutdown), InstanceMethod("close", &Sock::Close),
-                        InstanceMethod("address", &Sock::Address), InstanceMethod("fd", &Sock::Fd)});
+                        InstanceMethod("address", &Sock::Address), InstanceMethod("fd", &Sock::Fd),
+                        InstanceMethod("ref", &Sock::RefLoop), InstanceMethod("unref", &Sock::UnrefLoop)});
   }
 
   explicit Sock(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sock>(info) {
@@ -431,6 +432,16 @@ class Sock : public Napi::ObjectWrap<Sock> {
   }
 
   Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+
+  // As with net: an unref'ed socket does not keep the event loop alive on its own.
+  Napi::Value RefLoop(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr && !closing_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+  Napi::Value UnrefLoop(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr && !closing_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
 
   Napi::Value Address(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -22,6 +22,9 @@ class FakeHandle implements SockHandle {
   close() { this.closed = true; }
   address() { return { family: 'unix' as const, path: '/x' }; }
   fd() { return 3; }
+  refd = true;
+  ref() { this.refd = true; }
+  unref() { this.refd = false; }
   emit(type: number, err?: Error, a?: unknown, n?: number) { this.cb!(type, err, a, n); }
 }
 

@@ -230,6 +230,22 @@ d('native stream sockets over AF_UNIX', () => {
   });
 });
 
+d('ref/unref', () => {
+  it('an unref\'ed listener does not keep a process alive; a ref\'ed one does', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const addon = createRequire(import.meta.url).resolve('../../build/Release/enclavekit_native.node');
+    const run = (unref: boolean) =>
+      spawnSync(process.execPath, ['-e', `
+        const b = require(${JSON.stringify(addon)});
+        const s = b.listen('unix', ${JSON.stringify(sockPath())}, 16, () => {});
+        ${unref ? 's.unref();' : ''}`], { timeout: 1500 });
+    expect(run(true).status).toBe(0);
+    const held = run(false);
+    expect(held.status).toBeNull(); // still running when the timeout killed it
+    expect(held.signal).toBe('SIGTERM');
+  });
+});
+
 d('per-environment state', () => {
   it('a worker that leaves sockets open (even mid-connect) is torn down without a crash', async () => {
     const addon = createRequire(import.meta.url).resolve('../../build/Release/enclavekit_native.node');
