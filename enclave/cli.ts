@@ -255,6 +255,8 @@ export async function main(argv: string[]): Promise<number> {
     await server.close();
     await kms.close();
     await platform.close();
+    // Nothing may keep the event loop alive after this (the bin sets the exit code and lets it drain).
+    if (values['exit-with-stdin']) process.stdin.destroy();
     return 0;
   } catch (e) {
     if (e instanceof WorkerUsage) {
