@@ -20,8 +20,7 @@ import { fromHex } from '../attestation/bytes.js';
 import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME } from './protocol/index.js';
 import { generateRecipientKeyPair } from './keys.js';
 import { EnclaveKms } from './kms-client.js';
-import { nodeFieldDecryptor, type FieldDecryptor } from './field-decrypt.js';
-import { Worker } from './worker.js';
+import { Worker, pickFieldDecryptor } from './worker.js';
 import { listenSessions, serveSession, type ListenEndpoint } from './server.js';
 import type { Platform } from './platform/types.js';
 
@@ -87,46 +86,6 @@ function kmsConnector(ep: KmsEndpoint): () => Promise<Duplex> {
       });
       s.once('error', reject);
     });
-}
-
-/** The addon's batched AES-GCM behind the job's FieldDecryptor interface, or node:crypto. */
-async function pickDecryptor(log: (l: string) => void): Promise<FieldDecryptor> {
-  try {
-    const native = (await import('../native/index.js')) as unknown as {
-      FieldDecryptor?: new () => {
-        native: boolean;
-        decryptFields(key: Uint8Array, fields: readonly { iv: Uint8Array; ciphertext: Uint8Array; tag: Uint8Array; aad?: Uint8Array }[]): {
-          ok: Uint8Array;
-          field(i: number): Uint8Array | null;
-        };
-      };
-    };
-    if (typeof native.FieldDecryptor === 'function') {
-      const d = new native.FieldDecryptor();
-      if (d.native) {
-        log('field decryption: native batched AES-256-GCM');
-        const empty = new Uint8Array(0);
-        return {
-          decryptBatch(key, items) {
-            const r = d.decryptFields(key, items);
-            const ok = new Array<boolean>(items.length);
-            const plaintexts = new Array<Uint8Array>(items.length);
-            for (let i = 0; i < items.length; i++) {
-              ok[i] = r.ok[i] === 1;
-              plaintexts[i] = r.field(i) ?? empty;
-            }
-            return { ok, plaintexts };
-          },
-        };
-      }
-    }
-  } catch {
-    // fall through to node:crypto
-  }
-  if (process.env.ENCLAVEKIT_REQUIRE_NATIVE === '1')
-    throw new ToolkitError('ERR_PLATFORM_UNAVAILABLE', 'ENCLAVEKIT_REQUIRE_NATIVE=1 but the native AES-GCM path is not available', { reason: 'native' });
-  log('field decryption: node:crypto (native addon not available)');
-  return nodeFieldDecryptor;
 }
 
 async function imageIdOf(values: { 'image-id'?: string | undefined; image?: string[] | undefined }): Promise<Uint8Array> {
@@ -228,7 +187,7 @@ export async function main(argv: string[]): Promise<number> {
       connect: kmsConnector(kmsEp),
       ...(kmsTimeout !== undefined ? { requestTimeoutMs: kmsTimeout, connectTimeoutMs: Math.min(kmsTimeout, 5000) } : {}),
     });
-    const decryptor = await pickDecryptor(log);
+    const decryptor = await pickFieldDecryptor(log);
     const worker = new Worker({
       platform,
       keyPair,

@@ -2,7 +2,7 @@
  * enclavekit/enclave: the worker that runs inside the TEE. Most users run it as a program
  * (`enclavekit enclave ...`); these exports are for embedding it and for tests.
  */
-export { Worker, WORKER_VERSION, type WorkerOptions } from './worker.js';
+export { Worker, WORKER_VERSION, pickFieldDecryptor, type WorkerOptions } from './worker.js';
 export { serveSession, listenSessions, publicError, type ActiveJob, type SessionHandler, type SessionOptions, type ListenEndpoint, type WorkerServer } from './server.js';
 export { createJob, type Job, type JobOptions, type JobOutput } from './job.js';
 export { EnclaveKms, keyReferencesFromManifest, type EnclaveKmsOptions, type KmsKeyReference } from './kms-client.js';

@@ -16,11 +16,51 @@ import type { JobEndMessage, JobStartMessage, RecordsMessage } from './protocol/
 import type { DataKeyCache, RecipientKeyPair } from './keys.js';
 import { keyReferencesFromManifest, type KmsKeyReference } from './kms-client.js';
 import type { Platform } from './platform/types.js';
-import type { FieldDecryptor } from './field-decrypt.js';
+import { nodeFieldDecryptor, type FieldDecryptor } from './field-decrypt.js';
 import { createJob } from './job.js';
 import { PrivacyBudget } from './analytics/privacy.js';
 import { MAX_EPSILON } from './analytics/query.js';
 import type { ActiveJob, SessionHandler } from './server.js';
+
+/** The addon's batched AES-GCM behind the job's FieldDecryptor interface, or node:crypto. */
+export async function pickFieldDecryptor(log: (l: string) => void = () => {}): Promise<FieldDecryptor> {
+  try {
+    const native = (await import('../native/index.js')) as unknown as {
+      FieldDecryptor?: new () => {
+        native: boolean;
+        decryptFields(key: Uint8Array, fields: readonly { iv: Uint8Array; ciphertext: Uint8Array; tag: Uint8Array; aad?: Uint8Array }[]): {
+          ok: Uint8Array;
+          field(i: number): Uint8Array | null;
+        };
+      };
+    };
+    if (typeof native.FieldDecryptor === 'function') {
+      const d = new native.FieldDecryptor();
+      if (d.native) {
+        log('field decryption: native batched AES-256-GCM');
+        const empty = new Uint8Array(0);
+        return {
+          decryptBatch(key, items) {
+            const r = d.decryptFields(key, items);
+            const ok = new Array<boolean>(items.length);
+            const plaintexts = new Array<Uint8Array>(items.length);
+            for (let i = 0; i < items.length; i++) {
+              ok[i] = r.ok[i] === 1;
+              plaintexts[i] = r.field(i) ?? empty;
+            }
+            return { ok, plaintexts };
+          },
+        };
+      }
+    }
+  } catch {
+    // fall through to node:crypto
+  }
+  if (process.env.ENCLAVEKIT_REQUIRE_NATIVE === '1')
+    throw new ToolkitError('ERR_PLATFORM_UNAVAILABLE', 'ENCLAVEKIT_REQUIRE_NATIVE=1 but the native AES-GCM path is not available', { reason: 'native' });
+  log('field decryption: node:crypto (native addon not available)');
+  return nodeFieldDecryptor;
+}
 
 export const WORKER_VERSION = 'enclavekit-worker/0.1.0';
 
