@@ -38,11 +38,30 @@ export async function connectEnclave(target: EnclaveTarget, timeoutMs = 10_000):
   if (target.kind === 'sim') throw new TypeError('connectEnclave: start the simulated worker first, then connect to its socket');
   if (target.kind === 'vsock') {
     const native = (await import('../native/index.js')) as unknown as {
-      connectVsock?: (cid: number, port: number, opts?: { timeoutMs?: number }) => Promise<Duplex>;
+      connectVsock?: (cid: number, port: number) => Promise<Duplex>;
     };
     if (typeof native.connectVsock !== 'function')
       throw new ToolkitError('ERR_PLATFORM_UNAVAILABLE', 'vsock needs the native addon, which is not available', { reason: 'native' });
-    return native.connectVsock(target.cid, target.port, { timeoutMs });
+    const pending = native.connectVsock(target.cid, target.port);
+    return new Promise<Duplex>((resolve, reject) => {
+      let late = false;
+      const t = setTimeout(() => {
+        late = true;
+        reject(new ToolkitError('ERR_JOB_FAILED', `worker at vsock:${target.cid}:${target.port} did not accept within ${timeoutMs} ms`, { reason: 'connect_timeout' }));
+      }, timeoutMs);
+      pending.then(
+        (s) => {
+          clearTimeout(t);
+          if (late) s.destroy();
+          else resolve(s);
+        },
+        (e: unknown) => {
+          clearTimeout(t);
+          const code = (e as { code?: string }).code;
+          reject(new ToolkitError('ERR_JOB_FAILED', `cannot connect to the worker at vsock:${target.cid}:${target.port}: ${code ?? 'error'}`, { reason: 'connect', cause: e }));
+        },
+      );
+    });
   }
   const sock = createConnection({ path: target.path, allowHalfOpen: false });
   return new Promise<Duplex>((resolve, reject) => {
