@@ -108,6 +108,8 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
   let stage = 'connect';
   let conn: EnclaveConnection | undefined;
   try {
+    const format = opts.format ?? detectFormat(opts.dataset);
+    if (format === undefined) throw new ToolkitError('ERR_CONFIG_INVALID', `cannot tell the dataset format of ${opts.dataset} (use .ndjson/.jsonl or .csv)`, { reason: 'format' });
     const stream = await opts.connect();
     conn = new EnclaveConnection(stream, { maxFrame: opts.maxFrame ?? DEFAULT_MAX_FRAME, ...(opts.tap ? { tap: opts.tap } : {}) });
 
@@ -134,8 +136,6 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
     });
     const digest = new DatasetDigest(manifest.datasetId);
     let bytes = 0;
-    const format = opts.format ?? detectFormat(opts.dataset);
-    if (format === undefined) throw new ToolkitError('ERR_CONFIG_INVALID', `cannot tell the dataset format of ${opts.dataset} (use .ndjson/.jsonl or .csv)`, { reason: 'format' });
     const source = createReadStream(opts.dataset).pipe(countingStream((n) => (bytes += n)));
     let seq = 0;
     let batch: Record<string, unknown>[] = [];
