@@ -136,7 +136,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
     });
     const digest = new DatasetDigest(manifest.datasetId);
     let bytes = 0;
-    const source = createReadStream(opts.dataset).pipe(countingStream((n) => (bytes += n)));
+    const source = createReadStream(opts.dataset, { highWaterMark: 1 << 20 }).pipe(countingStream((n) => (bytes += n)));
     let seq = 0;
     let batch: Record<string, unknown>[] = [];
     const batchSize = opts.batchSize ?? 2000;

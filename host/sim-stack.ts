@@ -72,6 +72,11 @@ export function simSnpMeasurement(imageId: Uint8Array): Uint8Array {
   return sha384('enclavekit-sim-snp-measurement-v1\0', imageId);
 }
 
+/**
+ * A loopback port that is free right now. The KMS simulator binds it a moment later (the worker must be
+ * told the KMS URL before the simulator can start: it trusts a root the worker creates); another process
+ * taking the port in between makes the simulator's start fail with EADDRINUSE rather than misroute.
+ */
 export async function freeLoopbackPort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((resolve, reject) => {
