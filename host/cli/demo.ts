@@ -15,7 +15,7 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { toHex } from '../../attestation/bytes.js';
 import { connectEnclave } from '../enclave-conn.js';
 import { encryptDataset, KmsDataKeySource } from '../encrypt.js';
@@ -25,9 +25,8 @@ import { startSimStack, simImageId, type SimStack } from '../sim-stack.js';
 import { packageRoot } from '../worker-process.js';
 import { createProgress } from '../progress.js';
 import { EXIT_INVALID, EXIT_OK, UsageError, usage, type CliIO } from './io.js';
-import { readFile } from 'node:fs/promises';
 
-const HELP = `usage: enclavekit demo [--records N] [--keep] [--verbose]
+const HELP = `usage: enclavekit demo [--records N] [--verbose]
 
 Runs the pipeline end to end in simulator mode: KMS simulator, key policy bound to the worker
 image's PCR0, synthetic dataset with encrypted fields, worker process, attested and verified
