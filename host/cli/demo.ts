@@ -24,6 +24,7 @@ import { runJob, type RunOutcome } from '../run.js';
 import { startSimStack, simImageId, type SimStack } from '../sim-stack.js';
 import { packageRoot } from '../worker-process.js';
 import { createProgress } from '../progress.js';
+import { appendAuditEntry, verifyAuditLog, type AuditRecord } from '../audit.js';
 import { EXIT_INVALID, EXIT_OK, UsageError, usage, type CliIO } from './io.js';
 
 const HELP = `usage: enclavekit demo [--records N] [--verbose]
@@ -80,6 +81,25 @@ export function renderAggregates(out: Extract<RunOutcome, { ok: true }>): string
   }
   const c = out.result.counts;
   return `${table(rows)}\n${c.records} records, ${c.groups} groups released, ${c.suppressedGroups} suppressed (fewer than ${out.result.privacy.minGroupSize} records)`;
+}
+
+/** The audit entry of a demo job (what `enclavekit run --audit` writes). */
+function auditRecord(out: RunOutcome, datasetDigest: string): AuditRecord {
+  const ev = out.ok ? out.verification : out.worker;
+  const measurements: Record<string, string> = {};
+  if (ev?.pcrs['0']) measurements.PCR0 = ev.pcrs['0'];
+  return {
+    jobId: out.jobId,
+    datasetId: out.datasetId,
+    // A job denied its key may not have finished sending; it was about the same file as job A.
+    datasetDigest: out.datasetDigest ?? datasetDigest,
+    queryDigest: out.queryDigest,
+    keyIds: out.keyIds,
+    platform: ev?.platform ?? 'unknown',
+    measurements,
+    resultDigest: out.ok ? out.resultDigest : null,
+    verification: out.ok ? { ok: true } : { ok: false, reason: `${out.error.stage}: ${out.error.code}: ${out.error.message}`.slice(0, 1000) },
+  };
 }
 
 /** The worker program's file: what the simulated image consists of. */
@@ -196,6 +216,15 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     }
     say(`[${secs()}s] KMS DENIED image B the data key: ${denied.error.message}`);
     say('nothing was released by image B: the job failed before any record was decrypted');
+    const audit = join(stack.dir, 'audit.log');
+    await appendAuditEntry(audit, auditRecord(out, out.datasetDigest!), io.now);
+    await appendAuditEntry(audit, auditRecord(denied, out.datasetDigest!), io.now);
+    const chain = await verifyAuditLog(audit);
+    if (!chain.ok) {
+      say(`UNEXPECTED: the demo's audit log does not verify: ${JSON.stringify(chain.firstBroken)}`);
+      return EXIT_INVALID;
+    }
+    say(`audit log: ${chain.entries} hash-chained entries (image A verified, image B denied), chain intact`);
     say(`\ndemo finished in ${secs()} s`);
     return EXIT_OK;
   } finally {

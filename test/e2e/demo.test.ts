@@ -14,6 +14,7 @@ describe('enclavekit demo', () => {
     expect(out).toContain('result VERIFIED');
     expect(out).toMatch(/KMS DENIED image B the data key: .*AccessDeniedException/);
     expect(out).toMatch(/20000 records, \d+ groups released, \d+ suppressed/);
+    expect(out).toContain('audit log: 2 hash-chained entries');
     expect(code).toBe(0);
   }, 120_000);
 });
