@@ -14,6 +14,7 @@ import { Certificate } from '@peculiar/asn1-x509';
 import { fromHex, toHex } from '../bytes.js';
 import { AttestationError } from '../errors.js';
 import { encodeTcb, SNP_REPORT_SIZE, SNP_SIGNED_LENGTH, type SnpProduct } from '../sevsnp/abi.js';
+import { AMD_OID } from '../sevsnp/cert.js';
 
 // Spelled out: the project compiles without the DOM lib, and attestation/ may not import `node:`.
 type WebCrypto = typeof globalThis.crypto;
@@ -107,21 +108,8 @@ const RSA_PSS = (bits: number): RsaHashedKeyGenParams => ({
   publicExponent: new Uint8Array([1, 0, 1]),
 });
 const AMD_DN = 'OU=Engineering, C=US, L=Santa Clara, ST=CA, O=Advanced Micro Devices';
-const OID = {
-  structVersion: '1.3.6.1.4.1.3704.1.1',
-  productName: '1.3.6.1.4.1.3704.1.2',
-  blSPL: '1.3.6.1.4.1.3704.1.3.1',
-  teeSPL: '1.3.6.1.4.1.3704.1.3.2',
-  snpSPL: '1.3.6.1.4.1.3704.1.3.3',
-  spl4: '1.3.6.1.4.1.3704.1.3.4',
-  spl5: '1.3.6.1.4.1.3704.1.3.5',
-  spl6: '1.3.6.1.4.1.3704.1.3.6',
-  spl7: '1.3.6.1.4.1.3704.1.3.7',
-  ucodeSPL: '1.3.6.1.4.1.3704.1.3.8',
-  fmcSPL: '1.3.6.1.4.1.3704.1.3.9',
-  hwID: '1.3.6.1.4.1.3704.1.4',
-  cspID: '1.3.6.1.4.1.3704.1.5',
-} as const;
+// The same OIDs the verifier parses: one table, so issuer and parser cannot drift apart.
+const OID = AMD_OID;
 
 const CPUID: Record<SnpProduct, [number, number, number]> = {
   Milan: [0x19, 0x01, 1],
