@@ -4,9 +4,8 @@
  * sockets, the KMS simulator on a free loopback port trusting that folder's simulator root, and the
  * KMS proxy (Unix socket in, TCP out, allow-listed to the simulator only).
  *
- * The host side cannot import the worker's code, so the two image formulas it needs (image id from
- * files, PCR0 from image id) are restated here from enclave/platform/sim-image.ts; the end-to-end
- * tests check that a worker's attested PCR0 equals `simPcr0(...)`.
+ * The image formulas (image id, PCR0, simulated MEASUREMENT) are attestation/sim/image.ts's, the
+ * same the worker uses; the end-to-end tests check that a worker's attested PCR0 equals `simPcr0(...)`.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -14,33 +13,21 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ToolkitError } from '../attestation/errors.js';
+import { simImageIdFromContents, simImageIdFromDigests, simPcr0, simSnpMeasurement } from '../attestation/sim/image.js';
 import { startKmsSimulator, DEFAULT_ACCOUNT_ID, type KmsSimulator } from './kms-sim/server.js';
 import { readSimulatorRootFromState } from './kms-sim/sim-root.js';
 import { buildEnclaveKeyPolicy } from './key-policy.js';
 import { startKmsProxy, type KmsProxy } from './kms-proxy.js';
 import { startWorkerProcess, type WorkerProcess } from './worker-process.js';
 
-const ZERO48 = new Uint8Array(48);
-function sha384(...parts: (Uint8Array | string)[]): Uint8Array {
-  const h = createHash('sha384');
-  for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
-}
-
-/** enclave/platform/sim-image.ts `imageIdFromDigests` over in-memory file contents. */
-export function simImageId(files: readonly Uint8Array[]): Uint8Array {
-  return sha384('enclavekit-sim-image-v1\0', ...files.map((f) => sha384(f)));
-}
+/** Image id of files held in memory (attestation/sim/image.ts). */
+export const simImageId = simImageIdFromContents;
+export { simPcr0, simSnpMeasurement };
 
 export async function simImageIdFromFiles(paths: readonly string[]): Promise<Uint8Array> {
-  const contents: Uint8Array[] = [];
-  for (const p of paths) contents.push(new Uint8Array(await readFile(p)));
-  return simImageId(contents);
-}
-
-/** PCR0 of a simulated image: SHA384(0^48 || SHA384("enclavekit-sim-pcr0-v1\0" || imageId)). */
-export function simPcr0(imageId: Uint8Array): Uint8Array {
-  return sha384(ZERO48, sha384('enclavekit-sim-pcr0-v1\0', imageId));
+  const digests: Uint8Array[] = [];
+  for (const p of paths) digests.push(new Uint8Array(createHash('sha384').update(await readFile(p)).digest()));
+  return simImageIdFromDigests(digests);
 }
 
 /**
@@ -65,11 +52,6 @@ export async function readSnpSimulatorRootFromState(stateDir: string): Promise<U
   if (o?.format !== 'enclavekit-snp-sim-chain' || typeof o.certs?.ark !== 'string')
     throw new ToolkitError('ERR_SIMULATOR_STATE', `${stateDir}/sim-snp.json is not an SEV-SNP simulator chain`, { reason: 'corrupt' });
   return new Uint8Array(Buffer.from(o.certs.ark, 'base64'));
-}
-
-/** MEASUREMENT of a simulated SEV-SNP image (enclave/platform/sim-snp.ts `simulatedMeasurement`). */
-export function simSnpMeasurement(imageId: Uint8Array): Uint8Array {
-  return sha384('enclavekit-sim-snp-measurement-v1\0', imageId);
 }
 
 /**

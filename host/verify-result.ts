@@ -12,8 +12,8 @@
  */
 import { AttestationPolicyError, ToolkitError, type PolicyViolation } from '../attestation/errors.js';
 import { equalBytes, toHex } from '../attestation/bytes.js';
-import { sha512 } from '@noble/hashes/sha2.js';
-import { verifyNitro, verifyEvidence, type VerifiedNitroDocument } from '../attestation/index.js';
+import { verifyNitro, verifyEvidence, SNP_REPORT_SIZE, type VerifiedNitroDocument } from '../attestation/index.js';
+import { snpReportData } from '../attestation/sevsnp/binding.js';
 import { decodeResult, queryDigest, sha384, type ResultDocument } from '../enclave/protocol/index.js';
 
 export interface Expectations {
@@ -64,22 +64,7 @@ function isNitro(evidence: Uint8Array): boolean {
 }
 
 /** SEV-SNP evidence from a worker is the 0x4A0-byte report followed by its certificate table. */
-const SNP_REPORT_BYTES = 0x4a0;
-
-/**
- * REPORT_DATA as a worker binds its key, user data and nonce (restated from
- * enclave/platform/sev-snp-binding.ts, which the host may not import):
- * SHA-512("enclavekit-snp-report-data-v1\0" || for each of key, user data, nonce: u32be(len) || bytes).
- */
-export function snpBinding(publicKey: Uint8Array, userData: Uint8Array | undefined, nonce: Uint8Array): Uint8Array {
-  const h = sha512.create();
-  h.update(new TextEncoder().encode('enclavekit-snp-report-data-v1\0'));
-  for (const b of [publicKey, userData ?? new Uint8Array(0), nonce]) {
-    h.update(Uint8Array.of(b.length >>> 24, (b.length >>> 16) & 0xff, (b.length >>> 8) & 0xff, b.length & 0xff));
-    h.update(b);
-  }
-  return h.digest();
-}
+const SNP_REPORT_BYTES = SNP_REPORT_SIZE;
 
 /**
  * Verify evidence against expectations plus exact `nonce`/`userData`/`publicKey` values.
@@ -126,7 +111,7 @@ export function verifyWorkerEvidence(
       expect: 'sev-snp',
       snp: {
         ...(x.snpSimulatorRoots ? { simulatorRoots: x.snpSimulatorRoots } : {}),
-        policy: { measurement: x.measurement, reportData: snpBinding(bind.publicKey, bind.userData, bind.nonce) },
+        policy: { measurement: x.measurement, reportData: snpReportData({ publicKey: bind.publicKey, userData: bind.userData ?? null, nonce: bind.nonce }) },
       },
     },
   );

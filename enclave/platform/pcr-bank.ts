@@ -2,8 +2,8 @@
  * A software PCR bank with the NSM's semantics (nsm-check.rs, nitro.md §2), used by the Nitro
  * simulator. Kept separate from the signer so the semantics are testable on their own.
  */
-import { createHash } from 'node:crypto';
 import { ToolkitError } from '../../attestation/errors.js';
+import { pcrExtend } from '../../attestation/sim/image.js';
 import { FIRST_APP_PCR, PCR_COUNT, checkPcrIndex, type PcrDescription } from './types.js';
 
 const PCR_LEN = 48;
@@ -42,7 +42,7 @@ export class PcrBank {
     if (!(data instanceof Uint8Array)) throw new TypeError('"data" expected Uint8Array');
     if (data.length > MAX_EXTEND_DATA) throw nsmError('InputTooLarge', `extend data exceeds ${MAX_EXTEND_DATA} bytes`);
     if (this.#locked[index]) throw nsmError('ReadOnlyIndex', `PCR${index} is locked`);
-    const next = new Uint8Array(createHash('sha384').update(this.#values[index]!).update(data).digest());
+    const next = pcrExtend(this.#values[index]!, data);
     this.#values[index] = next;
     return Uint8Array.from(next);
   }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { ToolkitError } from '../../attestation/errors.js';
 import { requireBinding } from '../../native/binding.js';
 import { platformUnavailable } from './nitro.js';
-import { snpReportData } from './sev-snp-binding.js';
+import { snpReportData } from '../../attestation/sevsnp/binding.js';
 import { noPcrs } from './sim-snp.js';
 import { checkAttestOptions, checkRandomLength, type AttestOptions, type PcrDescription, type Platform } from './types.js';
 

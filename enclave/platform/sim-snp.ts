@@ -9,11 +9,12 @@
  * `no_pcrs`), exactly as the real SEV-SNP platform does, so code that needs runtime measurements
  * learns it in the simulator and not in production.
  */
-import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
+import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import { ToolkitError } from '../../attestation/errors.js';
 import { buildSnpCertTable } from '../../attestation/sevsnp/certtable.js';
+import { simSnpMeasurement } from '../../attestation/sim/image.js';
 import { issueSnpReport, type SnpSimChain, type SnpSimTcb } from '../../attestation/sim/snp.js';
-import { snpReportData } from './sev-snp-binding.js';
+import { snpReportData } from '../../attestation/sevsnp/binding.js';
 import { checkAttestOptions, checkRandomLength, type AttestOptions, type PcrDescription, type Platform } from './types.js';
 
 export interface SimSnpOptions {
@@ -29,11 +30,8 @@ export interface SimSnpOptions {
   randomBytes?: (n: number) => Uint8Array;
 }
 
-/** MEASUREMENT = SHA384("enclavekit-sim-snp-measurement-v1\0" || imageId), imageId as in sim-image.ts. */
-export function simulatedMeasurement(imageId: Uint8Array): Uint8Array {
-  if (!(imageId instanceof Uint8Array) || imageId.length !== 48) throw new RangeError('"imageId" expected Uint8Array of length 48');
-  return new Uint8Array(createHash('sha384').update('enclavekit-sim-snp-measurement-v1\0').update(imageId).digest());
-}
+/** MEASUREMENT of a simulated image (formula: attestation/sim/image.ts, shared with the host). */
+export const simulatedMeasurement = simSnpMeasurement;
 
 export function noPcrs(): ToolkitError {
   return new ToolkitError('ERR_PLATFORM_UNAVAILABLE', 'SEV-SNP has no PCRs (runtime measurement registers are not available)', {
