@@ -1,4 +1,8 @@
-/** `enclavekit sim kms ...` and `enclavekit sim attest ...`. */
+/**
+ * `enclavekit sim kms ...`. `enclavekit sim attest ...` issues evidence as the simulated platform
+ * would, so it lives on the worker's side (enclave/cli-sim-attest.ts) and bin/enclavekit.js
+ * dispatches it there: host code may not import enclave/.
+ */
 import { UsageError, type CliIO } from './io.js';
 
 export async function run(argv: string[], io: CliIO): Promise<number> {
@@ -7,7 +11,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     case 'kms':
       return (await import('./sim-kms.js')).run(rest, io);
     case 'attest':
-      return (await import('./sim-attest.js')).run(rest, io);
+      throw new UsageError('`sim attest` runs on the enclave side: invoke it through bin/enclavekit.js (dist/enclave/cli-sim-attest.js)');
     default:
       throw new UsageError('usage: enclavekit sim kms|attest [options] (see README)');
   }

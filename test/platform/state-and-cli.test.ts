@@ -14,7 +14,7 @@ import { imageIdFromFiles, simulatedBootPcrs } from '../../enclave/platform/sim-
 import { SimNitroPlatform } from '../../enclave/platform/sim-nitro.js';
 import { SimSnpPlatform, simulatedMeasurement } from '../../enclave/platform/sim-snp.js';
 import { openSimulatorState } from '../../enclave/sim-state.js';
-import { run as simAttest } from '../../host/cli/sim-attest.js';
+import { run as simAttest } from '../../enclave/cli-sim-attest.js';
 import type { CliIO } from '../../host/cli/io.js';
 
 const NOW = new Date('2026-06-01T12:00:00Z');
