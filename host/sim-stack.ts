@@ -16,6 +16,7 @@ import { ToolkitError } from '../attestation/errors.js';
 import { simImageIdFromContents, simImageIdFromDigests, simPcr0, simSnpMeasurement } from '../attestation/sim/image.js';
 import { startKmsSimulator, DEFAULT_ACCOUNT_ID, type KmsSimulator } from './kms-sim/server.js';
 import { readSimulatorRootFromState } from './kms-sim/sim-root.js';
+export { readSnpSimulatorRootFromState } from './kms-sim/sim-root.js';
 import { buildEnclaveKeyPolicy } from './key-policy.js';
 import { startKmsProxy, type KmsProxy } from './kms-proxy.js';
 import { startWorkerProcess, type WorkerProcess } from './worker-process.js';
@@ -28,30 +29,6 @@ export async function simImageIdFromFiles(paths: readonly string[]): Promise<Uin
   const digests: Uint8Array[] = [];
   for (const p of paths) digests.push(new Uint8Array(createHash('sha384').update(await readFile(p)).digest()));
   return simImageIdFromDigests(digests);
-}
-
-/**
- * The simulated AMD root (ARK, DER) of a state folder's `sim-snp.json`, or undefined if absent. Like
- * the Nitro simulator root, it is trusted only where a caller passes it explicitly.
- */
-export async function readSnpSimulatorRootFromState(stateDir: string): Promise<Uint8Array | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(stateDir, 'sim-snp.json'), 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new ToolkitError('ERR_SIMULATOR_STATE', `cannot read ${stateDir}/sim-snp.json`, { reason: 'read', cause: e });
-  }
-  let j: unknown;
-  try {
-    j = JSON.parse(text);
-  } catch (e) {
-    throw new ToolkitError('ERR_SIMULATOR_STATE', `${stateDir}/sim-snp.json is not JSON`, { reason: 'corrupt', cause: e });
-  }
-  const o = j as { format?: unknown; certs?: { ark?: unknown } } | null;
-  if (o?.format !== 'enclavekit-snp-sim-chain' || typeof o.certs?.ark !== 'string')
-    throw new ToolkitError('ERR_SIMULATOR_STATE', `${stateDir}/sim-snp.json is not an SEV-SNP simulator chain`, { reason: 'corrupt' });
-  return new Uint8Array(Buffer.from(o.certs.ark, 'base64'));
 }
 
 /**

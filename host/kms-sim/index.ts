@@ -11,5 +11,5 @@ export {
   type RecipientVerifyContext,
 } from './server.js';
 export { buildCiphertextForRecipient } from './cms.js';
-export { readSimulatorRootFromState, readRootsPem, SIM_CA_FILE } from './sim-root.js';
+export { readSimulatorRootFromState, readSnpSimulatorRootFromState, readRootsPem, SIM_CA_FILE, SIM_SNP_FILE } from './sim-root.js';
 export { STATE_FILE, MASTER_KEY_FILE } from './store.js';

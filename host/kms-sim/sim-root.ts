@@ -1,8 +1,8 @@
 /**
- * Where the KMS simulator finds the simulator root it may trust with `--trust-simulator`: the
- * simulated Nitro CA in the shared state folder (`sim-ca.json`, written by the simulator platform
- * with exportNitroSimCa), or a PEM file given explicitly. Only the root certificate is read; the
- * private keys in sim-ca.json are never loaded here.
+ * Where the host finds the simulator roots it may trust explicitly: the simulated Nitro CA
+ * (`sim-ca.json`, exportNitroSimCa) and the simulated AMD chain (`sim-snp.json`, exportSnpSimChain)
+ * in the shared state folder, or a PEM file given explicitly. Only the root certificates are read;
+ * the private keys beside them are never loaded here.
  */
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import { ToolkitError } from '../../attestation/errors.js';
 
 export const SIM_CA_FILE = 'sim-ca.json';
+export const SIM_SNP_FILE = 'sim-snp.json';
 const MAX_FILE = 1 << 20;
 
-function stateError(message: string, cause?: unknown): ToolkitError {
-  return new ToolkitError('ERR_SIMULATOR_STATE', message, { cause });
+function stateError(message: string, cause?: unknown, reason?: string): ToolkitError {
+  return new ToolkitError('ERR_SIMULATOR_STATE', message, reason === undefined ? { cause } : { cause, reason });
 }
 
 function checkRoot(der: Uint8Array, where: string): Uint8Array {
@@ -33,26 +34,51 @@ async function readBounded(path: string): Promise<Buffer> {
   return b;
 }
 
-/** The simulator root from `<dir>/sim-ca.json`, or undefined when that file does not exist. */
-export async function readSimulatorRootFromState(dir: string): Promise<Uint8Array | undefined> {
-  const path = join(dir, SIM_CA_FILE);
+/**
+ * A simulator root from one file of a state folder (format: enclave/sim-state.ts), or undefined when
+ * the file does not exist. Only the root certificate is read, never the private keys beside it.
+ */
+async function readRootFromStateFile(
+  dir: string,
+  file: string,
+  format: string,
+  pick: (j: Record<string, unknown>) => unknown,
+  what: string,
+): Promise<Uint8Array | undefined> {
+  const path = join(dir, file);
   let text: Buffer;
   try {
     text = await readBounded(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e instanceof ToolkitError ? e : stateError(`cannot read ${path}`, e);
+    throw e instanceof ToolkitError ? e : stateError(`cannot read ${path}`, e, 'read');
   }
   let j: unknown;
   try {
     j = JSON.parse(text.toString('utf8'));
   } catch (e) {
-    throw stateError(`${path}: not valid JSON`, e);
+    throw stateError(`${path}: not valid JSON`, e, 'corrupt');
   }
-  const der = (j as { format?: unknown; certs?: { root?: { der?: unknown } } } | null)?.certs?.root?.der;
-  if ((j as { format?: unknown } | null)?.format !== 'enclavekit-nitro-sim-ca' || typeof der !== 'string')
-    throw stateError(`${path}: not a Nitro simulator CA export`);
+  const o = typeof j === 'object' && j !== null ? (j as Record<string, unknown>) : undefined;
+  const der = o === undefined ? undefined : pick(o);
+  if (o?.format !== format || typeof der !== 'string') throw stateError(`${path}: not ${what}`, undefined, 'corrupt');
   return checkRoot(new Uint8Array(Buffer.from(der, 'base64')), path);
+}
+
+type Json = Record<string, unknown> | undefined;
+const field = (o: unknown, k: string): Json => (typeof o === 'object' && o !== null ? ((o as Record<string, unknown>)[k] as Json) : undefined);
+
+/** The Nitro simulator root from `<dir>/sim-ca.json`, or undefined when that file does not exist. */
+export function readSimulatorRootFromState(dir: string): Promise<Uint8Array | undefined> {
+  return readRootFromStateFile(dir, SIM_CA_FILE, 'enclavekit-nitro-sim-ca', (j) => field(field(j.certs, 'root'), 'der'), 'a Nitro simulator CA export');
+}
+
+/**
+ * The simulated AMD root (ARK, DER) from `<dir>/sim-snp.json`, or undefined when that file does not
+ * exist. Like the Nitro simulator root, it is trusted only where a caller passes it explicitly.
+ */
+export function readSnpSimulatorRootFromState(dir: string): Promise<Uint8Array | undefined> {
+  return readRootFromStateFile(dir, SIM_SNP_FILE, 'enclavekit-snp-sim-chain', (j) => field(j.certs, 'ark'), 'an SEV-SNP simulator chain');
 }
 
 /** Every certificate in a PEM file (at least one), each checked to be a self-signed CA. */
