@@ -6,16 +6,16 @@
  * The SEV-SNP side of `enclavekit verify` (verify.ts delegates here when --cert is given or the input
  * is not a COSE_Sign1). Exit 0 valid, 1 invalid evidence or policy violation, 2 usage or I/O error.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { decodeEvidenceText, fromHex, toHex } from '../../attestation/bytes.js';
+import { decodeEvidenceText, toHex } from '../../attestation/bytes.js';
 import { AttestationError, isToolkitError } from '../../attestation/errors.js';
 import { verifySevSnp } from '../../attestation/sevsnp/node.js';
 import { parseSnpPolicy, type SnpPolicy } from '../../attestation/sevsnp/policy.js';
 import { certBytes, pemToDer } from '../../attestation/sevsnp/cert.js';
 import { SNP_PRODUCTS, type SnpProduct, type SnpTcb } from '../../attestation/sevsnp/abi.js';
 import type { VerifiedSnpReport } from '../../attestation/sevsnp/verify.js';
-import { EXIT_OK, UsageError, readAllStdin, usage, type CliIO } from './io.js';
+import { EXIT_OK, UsageError, usage, type CliIO } from './io.js';
+import { atFlag, helpRequested, hexFlag, readBounded, readEvidenceArg, readPolicyJson } from './verify-common.js';
 import { writeInvalid, writeValid } from './verify-output.js';
 
 const HELP = `usage: enclavekit verify REPORT --cert VCEK|VLEK [options]
@@ -41,27 +41,8 @@ REPORT holds the 1184-byte report as raw bytes, base64 or hex; "-" reads standar
 Exit status: 0 valid, 1 invalid or policy violation, 2 usage or I/O error.
 `;
 
-const MAX_INPUT = 1 << 20;
-
-async function readBounded(path: string, label: string): Promise<Uint8Array> {
-  let s;
-  try {
-    s = await stat(path);
-  } catch (e) {
-    throw new UsageError(`${label} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'cannot read'}`);
-  }
-  if (!s.isFile()) throw new UsageError(`${label} ${path} is not a regular file`);
-  if (s.size > MAX_INPUT) throw new UsageError(`${label} ${path} is larger than ${MAX_INPUT} bytes`);
-  return new Uint8Array(await readFile(path));
-}
-
-function hexFlag(v: string, label: string): Uint8Array {
-  try {
-    return fromHex(v.trim(), label);
-  } catch {
-    throw new UsageError(`${label}: expected hex, got ${JSON.stringify(v.slice(0, 20))}`);
-  }
-}
+/** This side reports a file it cannot stat as a usage error naming the flag. */
+const SNP_READ = { statAsUsage: true } as const;
 
 /** One or more certificates from a PEM file (CRLF allowed) or a single DER certificate. */
 function certsFrom(bytes: Uint8Array, label: string): Uint8Array[] {
@@ -77,13 +58,7 @@ function certsFrom(bytes: Uint8Array, label: string): Uint8Array[] {
 }
 
 async function loadPolicy(path: string): Promise<SnpPolicy> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await readBounded(path, '--policy')));
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new UsageError(`--policy ${path}: not valid JSON (${(e as Error).message})`);
-  }
+  const raw = await readPolicyJson(path, SNP_READ);
   try {
     return parseSnpPolicy(raw);
   } catch (e) {
@@ -154,10 +129,7 @@ function summarize(r: VerifiedSnpReport): [string, string][] {
 }
 
 export async function runSnp(argv: string[], io: CliIO): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    io.stdout.write(HELP);
-    return EXIT_OK;
-  }
+  if (helpRequested(argv, io, HELP)) return EXIT_OK;
   const { values, positionals } = usage(() =>
     parseArgs({
       args: argv,
@@ -185,15 +157,9 @@ export async function runSnp(argv: string[], io: CliIO): Promise<number> {
     throw new UsageError('an SEV-SNP report needs --cert VCEK|VLEK (or --cert-table)\n\n' + HELP);
   const json = values.json === true;
   const file = positionals[0]!;
-  const input = file === '-' ? await readAllStdin(io.stdin, MAX_INPUT) : await readBounded(file, 'REPORT');
+  const input = await readEvidenceArg(file, io, 'REPORT', SNP_READ);
 
-  let now = io.now();
-  if (values.at !== undefined) {
-    const t = Date.parse(values.at);
-    if (!/^\d{4}-\d{2}-\d{2}T/.test(values.at) || !Number.isFinite(t))
-      throw new UsageError(`--at: expected an ISO 8601 time, got ${JSON.stringify(values.at)}`);
-    now = new Date(t);
-  }
+  const now = atFlag(values.at, io.now());
   let product: SnpProduct | undefined;
   if (values.product !== undefined) {
     const p = SNP_PRODUCTS.find((x) => x.toLowerCase() === values.product!.toLowerCase());
@@ -214,26 +180,26 @@ export async function runSnp(argv: string[], io: CliIO): Promise<number> {
   }
 
   const certInputs: { leaf?: Uint8Array; chain?: Uint8Array[]; table?: Uint8Array; crls?: Uint8Array[] } = {};
-  if (values.cert !== undefined) certInputs.leaf = await readBounded(values.cert, '--cert');
+  if (values.cert !== undefined) certInputs.leaf = await readBounded(values.cert, '--cert', SNP_READ);
   if (values.chain !== undefined) {
-    certInputs.chain = certsFrom(await readBounded(values.chain, '--chain'), `--chain ${values.chain}`);
+    certInputs.chain = certsFrom(await readBounded(values.chain, '--chain', SNP_READ), `--chain ${values.chain}`);
     if (certInputs.chain.length > 2) throw new UsageError('--chain: expected the intermediate, then optionally the ARK');
   }
-  if (values['cert-table'] !== undefined) certInputs.table = await readBounded(values['cert-table'], '--cert-table');
+  if (values['cert-table'] !== undefined) certInputs.table = await readBounded(values['cert-table'], '--cert-table', SNP_READ);
   let roots: Uint8Array[] | undefined;
   if (values.ark !== undefined) {
     roots = [];
-    for (const p of values.ark) roots.push(...certsFrom(await readBounded(p, '--ark'), `--ark ${p}`));
+    for (const p of values.ark) roots.push(...certsFrom(await readBounded(p, '--ark', SNP_READ), `--ark ${p}`));
   }
   let simulatorRoots: Uint8Array[] | undefined;
   if (values['simulator-ark'] !== undefined) {
     simulatorRoots = [];
-    for (const p of values['simulator-ark']) simulatorRoots.push(...certsFrom(await readBounded(p, '--simulator-ark'), `--simulator-ark ${p}`));
+    for (const p of values['simulator-ark']) simulatorRoots.push(...certsFrom(await readBounded(p, '--simulator-ark', SNP_READ), `--simulator-ark ${p}`));
   }
   if (values.crl !== undefined) {
     certInputs.crls = [];
     for (const p of values.crl) {
-      const b = await readBounded(p, '--crl');
+      const b = await readBounded(p, '--crl', SNP_READ);
       if (b[0] === 0x30) certInputs.crls.push(b);
       else {
         const blocks = (() => {

@@ -6,14 +6,14 @@
  * when `--cert` is given, or the decoded input is 0x4A0 bytes or does not start like a COSE_Sign1.
  * Exit 0 valid, 1 invalid evidence or policy violation, 2 usage or I/O error.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { decodeEvidenceText, fromHex } from '../../attestation/bytes.js';
+import { decodeEvidenceText } from '../../attestation/bytes.js';
 import { AttestationError, isToolkitError } from '../../attestation/errors.js';
 import { verifyNitro, type NitroPolicy, type VerifiedNitroDocument } from '../../attestation/index.js';
 import { compileNitroPolicy } from '../../attestation/nitro/policy.js';
-import { EXIT_OK, UsageError, readAllStdin, usage, type CliIO } from './io.js';
+import { EXIT_OK, UsageError, usage, type CliIO } from './io.js';
+import { atFlag, helpRequested, hexFlag, readBounded, readEvidenceArg, readPolicyJson } from './verify-common.js';
 import { writeInvalid, writeValid } from './verify-output.js';
 
 const HELP = `usage: enclavekit verify FILE|- [options]
@@ -34,24 +34,8 @@ FILE may hold raw bytes, base64 or hex; "-" reads standard input.
 Exit status: 0 valid, 1 invalid or policy violation, 2 usage or I/O error.
 `;
 
-const MAX_INPUT = 1 << 20;
 const SNP_REPORT_SIZE = 0x4a0;
 const POLICY_FILE_KEYS = new Set(['pcrs', 'nonce', 'userData', 'publicKey', 'maxAgeSeconds', 'allowDebug']);
-
-async function readBounded(path: string, label: string): Promise<Uint8Array> {
-  const s = await stat(path);
-  if (!s.isFile()) throw new UsageError(`${label} ${path} is not a regular file`);
-  if (s.size > MAX_INPUT) throw new UsageError(`${label} ${path} is larger than ${MAX_INPUT} bytes`);
-  return new Uint8Array(await readFile(path));
-}
-
-function hexFlag(v: string, label: string): Uint8Array {
-  try {
-    return fromHex(v.trim(), label);
-  } catch {
-    throw new UsageError(`${label}: expected hex, got ${JSON.stringify(v.slice(0, 20))}`);
-  }
-}
 
 /** PEM (one or more CERTIFICATE blocks) or a single DER certificate. */
 function rootsFrom(bytes: Uint8Array, path: string): Uint8Array[] {
@@ -71,13 +55,7 @@ function rootsFrom(bytes: Uint8Array, path: string): Uint8Array[] {
 }
 
 async function loadPolicyFile(path: string): Promise<{ policy: NitroPolicy; allowDebug: boolean }> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await readBounded(path, '--policy')));
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new UsageError(`--policy ${path}: not valid JSON (${(e as Error).message})`);
-  }
+  const raw = await readPolicyJson(path);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new UsageError(`--policy ${path}: expected a JSON object`);
   const o = raw as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!POLICY_FILE_KEYS.has(k)) throw new UsageError(`--policy ${path}: unknown key ${JSON.stringify(k)}`);
@@ -137,17 +115,14 @@ function summarize(r: VerifiedNitroDocument): [string, string][] {
 }
 
 export async function run(argv: string[], io: CliIO): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    io.stdout.write(HELP);
-    return EXIT_OK;
-  }
+  if (helpRequested(argv, io, HELP)) return EXIT_OK;
   if (argv.some((a) => a === '--cert' || a.startsWith('--cert='))) return delegateSnp(argv, io);
 
   // Read the evidence first (SNP reports take options this parser does not know), then parse strictly.
   const loose = parseArgs({ args: argv, strict: false, allowPositionals: true });
   const file = loose.positionals[0];
   if (file === undefined) throw new UsageError('missing FILE (or - for standard input)\n\n' + HELP);
-  const input = file === '-' ? await readAllStdin(io.stdin, MAX_INPUT) : await readBounded(file, 'FILE');
+  const input = await readEvidenceArg(file, io, 'FILE');
   let bytes: Uint8Array | undefined;
   let encodingError: unknown;
   try {
@@ -180,12 +155,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('expected exactly one FILE');
   const json = values.json === true;
 
-  let now = io.now();
-  if (values.at !== undefined) {
-    const t = Date.parse(values.at);
-    if (!/^\d{4}-\d{2}-\d{2}T/.test(values.at) || !Number.isFinite(t)) throw new UsageError(`--at: expected an ISO 8601 time, got ${JSON.stringify(values.at)}`);
-    now = new Date(t);
-  }
+  const now = atFlag(values.at, io.now());
   let roots: Uint8Array[] | undefined;
   if (values.root !== undefined) {
     roots = [];
