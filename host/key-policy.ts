@@ -51,8 +51,8 @@ interface Statement {
   effect: 'Allow' | 'Deny';
   /** `null` means `*`; otherwise the account ids the principals belong to. */
   principalAccounts: string[] | null;
-  actions: RegExp[];
-  resources: RegExp[];
+  actions: Matcher[];
+  resources: Matcher[];
   conditions: Condition[];
 }
 
@@ -89,10 +89,38 @@ function stringList(v: unknown, what: string): string[] {
   return list as string[];
 }
 
-/** IAM wildcards: `*` any run, `?` one character; everything else literal. */
-function glob(pattern: string, ignoreCase: boolean): RegExp {
-  const src = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${src}$`, ignoreCase ? 'is' : 's');
+type Matcher = (s: string) => boolean;
+
+/**
+ * IAM wildcards: `*` any run, `?` one character; everything else literal. Matched by the greedy
+ * last-star walk (O(pattern x text)) rather than a RegExp: `.*a.*a...b` backtracks exponentially, and
+ * both the pattern (any key policy) and the text (an encryption context value) come from callers.
+ */
+function wildcardMatch(p: string, t: string): boolean {
+  let pi = 0;
+  let ti = 0;
+  let star = -1;
+  let mark = 0;
+  while (ti < t.length) {
+    if (pi < p.length && (p[pi] === '?' || p[pi] === t[ti])) {
+      pi++;
+      ti++;
+    } else if (pi < p.length && p[pi] === '*') {
+      star = pi++;
+      mark = ti;
+    } else if (star >= 0) {
+      pi = star + 1;
+      ti = ++mark;
+    } else return false;
+  }
+  while (pi < p.length && p[pi] === '*') pi++;
+  return pi === p.length;
+}
+
+function glob(pattern: string, ignoreCase: boolean): Matcher {
+  if (!ignoreCase) return (s) => wildcardMatch(pattern, s);
+  const lower = pattern.toLowerCase();
+  return (s) => wildcardMatch(lower, s.toLowerCase());
 }
 
 const ACCOUNT_RE = /^\d{12}$/;
@@ -197,7 +225,7 @@ function matchOne(op: Operator, actual: string, expected: string): boolean {
     case 'StringEqualsIgnoreCase':
       return actual.toLowerCase() === expected.toLowerCase();
     case 'StringLike':
-      return glob(expected, false).test(actual);
+      return wildcardMatch(expected, actual);
     default:
       return false;
   }
@@ -230,8 +258,8 @@ function conditionHolds(c: Condition, keys: ReadonlyMap<string, readonly string[
 
 function applies(s: Statement, ctx: RequestContext): boolean {
   if (s.principalAccounts !== null && !s.principalAccounts.includes(ctx.account)) return false;
-  if (!s.actions.some((a) => a.test(ctx.action))) return false;
-  if (!s.resources.some((r) => r.test(ctx.resource))) return false;
+  if (!s.actions.some((a) => a(ctx.action))) return false;
+  if (!s.resources.some((r) => r(ctx.resource))) return false;
   return s.conditions.every((c) => conditionHolds(c, ctx.keys));
 }
 
