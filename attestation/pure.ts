@@ -8,16 +8,6 @@ export * from './nitro/index.js';
 export { verifyNitro } from './nitro/pure.js';
 export * from './sevsnp/index.js';
 export { verifySevSnp, verifyEvidence } from './sevsnp/pure.js';
-export { snpReportData, SNP_REPORT_DATA_DOMAIN, type SnpBindingInput } from './sevsnp/binding.js';
-export {
-  simImageIdFromDigests,
-  simImageIdFromContents,
-  simImagePcr,
-  simPcr0,
-  simBootPcrs,
-  simSnpMeasurement,
-  pcrExtend,
-  SIM_DEFAULT_INSTANCE_ID,
-  type SimImageIdentity,
-} from './sim/image.js';
+/** The simulator's image formulas: issuers and verifiers derive expected values from the same code. */
+export * from './sim/image.js';
 export { verifyEvidenceWith, detectEvidenceFormat, type EvidenceInput, type EvidenceOptions, type EvidenceFormat, type VerifiedEvidence } from './evidence.js';

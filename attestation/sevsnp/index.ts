@@ -29,3 +29,4 @@ export { checkSnpPolicy, parseSnpPolicy, type SnpPolicy, type SnpTcbFloor } from
 export { parseSnpCertTable, buildSnpCertTable, CERT_TABLE_GUID, type SnpCertTable } from './certtable.js';
 export { parseAmdCert, parseAmdCrl, pemToDer, certBytes, AMD_OID, type AmdCert, type AmdCrl, type AmdExtensions } from './cert.js';
 export { amdRoots, type AmdProductRoots } from './roots.js';
+export { snpReportData, SNP_REPORT_DATA_DOMAIN, type SnpBindingInput } from './binding.js';
