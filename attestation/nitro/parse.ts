@@ -125,11 +125,24 @@ function skipItem(b: Uint8Array, pos: number, depth: number): number {
   }
 }
 
+/**
+ * What a key decodes to, not how it is spelled: heads need not be minimal, so `"a"` and a long-form
+ * `"a"` (or `1` and `18 01`) are the same key to cbor-x, which would keep only the last one.
+ * Integers and strings are compared by value; any other key by its bytes.
+ */
+function keyIdentity(b: Uint8Array, p: number, end: number): string {
+  const h = readHead(b, p);
+  let id = `${h.major}:`;
+  if (h.major === 0 || h.major === 1) return id + h.arg;
+  const from = h.major === 2 || h.major === 3 ? h.next : p;
+  for (let i = from; i < end; i++) id += String.fromCharCode(b[i]!);
+  return id;
+}
+
 function entry(b: Uint8Array, p: number, depth: number, keys: Set<string> | undefined): number {
   if (keys === undefined) return skipItem(b, p, depth + 1);
   const kEnd = skipItem(b, p, depth + 1);
-  let id = '';
-  for (let i = p; i < kEnd; i++) id += String.fromCharCode(b[i]!);
+  const id = keyIdentity(b, p, kEnd);
   if (keys.has(id)) throw bad('cbor', `duplicate map key at offset ${p}`);
   keys.add(id);
   return skipItem(b, kEnd, depth + 1);
