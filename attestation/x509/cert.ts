@@ -202,7 +202,10 @@ function parseKeyUsage(b: Uint8Array, t: Tlv): number {
 /** Parse a DER X.509 v3 certificate into the facts path validation needs. Throws CertParseError. */
 export function parseCertificate(der: Uint8Array): CertFacts {
   try {
-    return parseInner(der);
+    // A private copy: the facts (spki, tbs, names) are views into it and outlive this call in the
+    // chain cache, so they must not alias a buffer the caller may reuse or wipe. (Buffer#slice
+    // would be a view, hence the constructor.)
+    return parseInner(new Uint8Array(der));
   } catch (e) {
     if (e instanceof CertParseError) throw e;
     throw new CertParseError(`DER: ${(e as Error)?.message ?? 'malformed'}`);
