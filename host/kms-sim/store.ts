@@ -4,7 +4,7 @@
  * (temporary file + rename) and only ever by one writer at a time.
  */
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ToolkitError } from '../../attestation/errors.js';
 
@@ -59,6 +59,14 @@ export class KeyStore {
   static async open(dir: string): Promise<KeyStore> {
     if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('"stateDir" expected a non-empty path');
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    // mkdir -p leaves an existing folder as it was. Key policies sit in the state file in the clear,
+    // so whoever can write this folder can widen them: tighten a folder we own, refuse anyone else's.
+    const st = await lstat(dir);
+    if (!st.isDirectory()) throw stateError(`${dir} is not a directory`);
+    if ((st.mode & 0o077) !== 0) {
+      if (typeof process.getuid === 'function' && st.uid === process.getuid()) await chmod(dir, 0o700);
+      else throw stateError(`${dir} is accessible to other users`);
+    }
     const master = await loadMasterKey(join(dir, MASTER_KEY_FILE));
     const store = new KeyStore(dir, master);
     let text: string | undefined;
@@ -183,8 +191,13 @@ async function loadMasterKey(path: string): Promise<Buffer> {
   }
   let key: Buffer;
   try {
+    // lstat: the key must be a private regular file here, not a link to one somewhere else.
+    const st = await lstat(path);
+    if (!st.isFile()) throw stateError('KMS simulator master key is not a regular file');
+    if ((st.mode & 0o077) !== 0) throw stateError('KMS simulator master key is accessible to other users (it must be mode 0600)');
     key = await readFile(path);
   } catch (e) {
+    if (e instanceof ToolkitError) throw e;
     throw stateError('cannot read the KMS simulator master key', e);
   }
   if (key.length !== 32) throw stateError('KMS simulator master key file must hold exactly 32 bytes');
