@@ -10,6 +10,7 @@ import { equalBytes } from '../attestation/bytes.js';
 import { DatasetDigest, sha384 } from './protocol/digest.js';
 import { fieldAad, getPath, parseField, recordIdOf, setPath } from './protocol/field.js';
 import { validateManifest, type KeyManifest } from './protocol/manifest.js';
+import type { EncodedRecords } from './protocol/frame.js';
 import { encodeResult, queryDigest, type Platform, type ResultDocument } from './protocol/result.js';
 import { AnalyticsEngine } from './analytics/engine.js';
 import { validateQuery, type Query } from './analytics/query.js';
@@ -55,7 +56,11 @@ export type JobState = 'open' | 'failed' | 'finished' | 'aborted';
 export interface Job {
   readonly state: JobState;
   readonly count: number;
-  addBatch(records: readonly unknown[]): void;
+  /**
+   * `encoded`, when given, holds each record's canonical encoding as received (frame.ts
+   * `encodedRecordsOf`): the digest hashes those bytes instead of encoding the records again.
+   */
+  addBatch(records: readonly unknown[], encoded?: EncodedRecords): void;
   finish(expect?: JobExpectation): JobOutput;
   abort(): void;
 }
@@ -149,24 +154,26 @@ class JobImpl implements Job {
     throw err;
   }
 
-  addBatch(records: readonly unknown[]): void {
+  addBatch(records: readonly unknown[], encoded?: EncodedRecords): void {
     this.#ensureOpen();
     try {
-      this.#addBatch(records);
+      this.#addBatch(records, encoded);
     } catch (e) {
       this.#fail(e);
     }
   }
 
-  #addBatch(records: readonly unknown[]): void {
+  #addBatch(records: readonly unknown[], encoded: EncodedRecords | undefined): void {
     if (!Array.isArray(records)) throw new TypeError('"records" expected an array');
+    const enc = encoded !== undefined && encoded.offsets.length === records.length + 1 ? encoded : undefined;
     const datasetId = this.#opts.datasetId;
     const byKey = new Map<string, { items: DecryptItem[]; pending: Pending[] }>();
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
       if (!isPlainObject(r)) throw new ToolkitError('ERR_DATASET_INVALID', `record ${this.count} is not an object`, { reason: 'record' });
       // Hash the record as it arrived (fields still encrypted), the same bytes the host hashed.
-      this.#digest.add(r);
+      if (enc) this.#digest.addEncoded(enc.bytes, enc.offsets[i]!, enc.offsets[i + 1]!);
+      else this.#digest.add(r);
       const recordId = recordIdOf(getPath(r, this.#idSegs));
       if (recordId === undefined)
         throw new ToolkitError('ERR_DATASET_INVALID', `record ${this.count - 1} has no usable id field "${this.#manifest.idField}"`, { reason: 'record_id' });

@@ -12,7 +12,7 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { ToolkitError } from '../attestation/errors.js';
-import type { JobEndMessage, JobStartMessage, RecordsMessage } from './protocol/index.js';
+import { encodedRecordsOf, type JobEndMessage, type JobStartMessage, type RecordsMessage } from './protocol/index.js';
 import type { DataKeyCache, RecipientKeyPair } from './keys.js';
 import { keyReferencesFromManifest, type KmsKeyReference } from './kms-client.js';
 import type { Platform } from './platform/types.js';
@@ -160,7 +160,7 @@ export class Worker {
       jobId: start.jobId,
       addBatch(msg: RecordsMessage) {
         try {
-          job.addBatch(msg.records);
+          job.addBatch(msg.records, encodedRecordsOf(msg));
         } catch (e) {
           wipe();
           throw e;

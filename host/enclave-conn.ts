@@ -13,6 +13,7 @@ import {
   FrameWriter,
   SequenceChecker,
   type Message,
+  type RecordBatch,
   type Outgoing,
 } from '../enclave/protocol/index.js';
 
@@ -208,6 +209,17 @@ export class EnclaveConnection {
   async send(msg: Outgoing): Promise<void> {
     if (this.#failure) throw this.#failure;
     const frame = this.#writer.encode(msg);
+    this.#tap?.('out', frame);
+    if (!this.#stream.write(frame)) {
+      await new Promise<void>((r) => this.#drainWaiters.push(r));
+      if (this.#failure) throw this.#failure;
+    }
+  }
+
+  /** Send records [from, to) of `batch` as one records message, with the same backpressure as `send`. */
+  async sendRecords(jobId: string, seq: number, batch: RecordBatch, from?: number, to?: number): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    const frame = this.#writer.encodeRecords(jobId, seq, batch, from, to);
     this.#tap?.('out', frame);
     if (!this.#stream.write(frame)) {
       await new Promise<void>((r) => this.#drainWaiters.push(r));

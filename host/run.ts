@@ -21,6 +21,7 @@ import {
   DEFAULT_MAX_FRAME,
   DatasetDigest,
   PROTOCOL_VERSION,
+  RecordBatch,
   queryDigest,
   type KeyManifest,
   type Message,
@@ -138,36 +139,34 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
     let bytes = 0;
     const source = createReadStream(opts.dataset, { highWaterMark: 1 << 20 }).pipe(countingStream((n) => (bytes += n)));
     let seq = 0;
-    let batch: Record<string, unknown>[] = [];
+    // Each record is encoded once, canonically: those bytes feed the digest and go on the wire.
+    const batch = new RecordBatch();
     const batchSize = opts.batchSize ?? 2000;
+    const maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
     const c = conn;
-    const sendBatch = async (records: Record<string, unknown>[]): Promise<void> => {
-      try {
-        await c.send({ t: 'records', jobId, seq, records });
+    const flush = async (): Promise<void> => {
+      let from = 0;
+      while (from < batch.count) {
+        // A batch of large records can exceed the frame limit: split it rather than fail (a single
+        // record that does not fit fails with ERR_FRAME_TOO_LARGE).
+        let to = batch.count;
+        while (to - from > 1 && batch.bytesOf(from, to) + 256 > maxFrame) to = from + ((to - from) >> 1);
+        await c.sendRecords(jobId, seq, batch, from, to);
         seq++;
-      } catch (e) {
-        // A batch of large records can exceed the frame limit: split it rather than fail.
-        if (isToolkitError(e) && e.code === 'ERR_FRAME_TOO_LARGE' && records.length > 1) {
-          const mid = records.length >> 1;
-          await sendBatch(records.slice(0, mid));
-          await sendBatch(records.slice(mid));
-          return;
-        }
-        throw e;
+        from = to;
       }
+      batch.clear();
     };
     try {
       for await (const { record } of readDataset(source, { format })) {
         if (trouble) break;
-        digest.add(record);
-        batch.push(record);
-        if (batch.length >= batchSize) {
-          await sendBatch(batch);
-          batch = [];
+        batch.add(record, digest);
+        if (batch.count >= batchSize || batch.byteLength + 256 > maxFrame) {
+          await flush();
           opts.progress?.update(digest.count, bytes);
         }
       }
-      if (!trouble && batch.length > 0) await sendBatch(batch);
+      if (!trouble && batch.count > 0) await flush();
     } catch (e) {
       source.destroy();
       throw trouble ?? e;

@@ -116,6 +116,61 @@ function compareKeys(a: Uint8Array, b: Uint8Array): number {
   return 0;
 }
 
+/** How to write an object with these keys: the canonical member order and each key's encoded head. */
+interface KeyPlan {
+  keys: readonly string[];
+  /** Indices into `keys`, in canonical order. */
+  order: Uint32Array;
+  /** Text-string head and UTF-8 bytes of keys[order[j]]. */
+  heads: Uint8Array[];
+}
+
+function makePlan(keys: readonly string[]): KeyPlan {
+  const enc = keys.map(keyBytes);
+  const order = Uint32Array.from(keys.keys());
+  // A stable sort with this comparator equals the previous order-or-sort code for every input,
+  // including keys whose UTF-8 bytes collide (lone surrogates): ties keep insertion order.
+  const sorted = [...order].sort((a, b) => compareKeys(enc[a]!, enc[b]!));
+  const heads: Uint8Array[] = [];
+  for (let j = 0; j < sorted.length; j++) {
+    order[j] = sorted[j]!;
+    const kb = enc[sorted[j]!]!;
+    const w = new Writer(kb.length + 9);
+    w.head(3, kb.length);
+    w.buf.set(kb, w.pos);
+    heads.push(w.buf.slice(0, w.pos + kb.length));
+  }
+  return { keys: [...keys], order, heads };
+}
+
+/**
+ * Records repeat a handful of shapes, so the member order of each shape is computed once. Plans are
+ * found by their first key and compared key by key; the cache is bounded.
+ */
+const planCache = new Map<string, KeyPlan[]>();
+let planCount = 0;
+
+function planFor(keys: readonly string[]): KeyPlan {
+  const first = keys.length === 0 ? '' : keys[0]!;
+  const bucket = planCache.get(first);
+  if (bucket !== undefined) {
+    outer: for (let b = 0; b < bucket.length; b++) {
+      const p = bucket[b]!;
+      const pk = p.keys;
+      if (pk.length !== keys.length) continue;
+      for (let i = 1; i < pk.length; i++) if (pk[i] !== keys[i]) continue outer;
+      return p;
+    }
+  }
+  const p = makePlan(keys);
+  if (planCount < 1024 && keys.length <= 256) {
+    planCount++;
+    if (bucket === undefined) planCache.set(first, [p]);
+    else bucket.push(p);
+  }
+  return p;
+}
+
 const f32 = new Float32Array(1);
 
 /** f16 bits for `x` when the conversion is exact, else -1. */
@@ -218,26 +273,19 @@ function writeValue(w: Writer, v: unknown, path: string, depth: number): void {
       const proto = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) throw new TypeError(`canonical CBOR: unsupported object at ${path}`);
       const keys = Object.keys(v);
-      const enc = keys.map(keyBytes);
-      let sorted = true;
-      for (let i = 1; i < enc.length; i++) if (compareKeys(enc[i - 1]!, enc[i]!) >= 0) { sorted = false; break; }
-      let order: number[] | undefined;
-      if (!sorted) {
-        order = keys.map((_, i) => i);
-        order.sort((a, b) => compareKeys(enc[a]!, enc[b]!));
-      }
+      const plan = planFor(keys);
       const obj = v as Record<string, unknown>;
       let n = 0;
-      for (const k of keys) if (obj[k] !== undefined) n++;
+      for (let i = 0; i < keys.length; i++) if (obj[keys[i]!] !== undefined) n++;
       w.head(5, n);
-      for (let j = 0; j < keys.length; j++) {
-        const i = order ? order[j]! : j;
+      const order = plan.order;
+      for (let j = 0; j < order.length; j++) {
+        const i = order[j]!;
         const k = keys[i]!;
         const val = obj[k];
         // undefined members are absent, as in JSON: one value, one encoding
         if (val === undefined) continue;
-        const kb = enc[i]!;
-        w.head(3, kb.length);
+        const kb = plan.heads[j]!;
         w.ensure(kb.length);
         w.buf.set(kb, w.pos);
         w.pos += kb.length;
@@ -307,4 +355,284 @@ export function decodeCanonical(bytes: Uint8Array, code: ToolkitErrorCode, label
     throw new ToolkitError(code, `${label}: not in canonical CBOR form`, { reason: 'non_canonical' });
   }
   return value;
+}
+
+/** A growable output buffer for canonical encodings written back to back (record batches). */
+export class CanonicalBuffer {
+  readonly #w = new Writer(64 * 1024);
+  get length(): number {
+    return this.#w.pos;
+  }
+  /** The bytes written so far (a view, valid until the next write or reset). */
+  view(): Uint8Array {
+    return this.#w.buf.subarray(0, this.#w.pos);
+  }
+  reset(): void {
+    this.#w.reset();
+  }
+  /** Append the head of a CBOR item (major type, argument). */
+  head(major: number, n: number): void {
+    this.#w.head(major, n);
+  }
+  /** Append raw bytes (already CBOR). */
+  raw(b: Uint8Array): void {
+    this.#w.ensure(b.length);
+    this.#w.buf.set(b, this.#w.pos);
+    this.#w.pos += b.length;
+  }
+  text(s: string): void {
+    writeString(this.#w, s);
+  }
+  /**
+   * Append the deterministic encoding of a JSON value (no byte strings), exactly the bytes
+   * `withCanonicalJson` would produce. On a TypeError the buffer is left as it was.
+   */
+  json(value: unknown): void {
+    const at = this.#w.pos;
+    bytesAllowed = false;
+    try {
+      writeValue(this.#w, value, '$', 0);
+    } catch (e) {
+      this.#w.pos = at;
+      throw e;
+    } finally {
+      bytesAllowed = true;
+    }
+  }
+}
+
+/*
+ * Strict decoding of canonical bytes, with the byte spans of record-like items.
+ *
+ * `decodeCbor` + re-encoding is how canonicality is decided elsewhere; on the per-record hot path
+ * that costs a second encoding of every record. This decoder accepts exactly the byte strings that
+ * `encodeCanonical` produces for values without byte strings (every other input, including ones
+ * cbor-x would accept, makes it give up), and it returns the same value cbor-x's decoder returns for
+ * those bytes. A caller that gets `undefined` falls back to the general path, so behaviour for
+ * non-canonical input is unchanged; for canonical input the bytes of each span ARE the canonical
+ * encoding of the decoded value, and can be hashed as received.
+ */
+
+class NotCanonical {}
+const NOT_CANONICAL = new NotCanonical();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const MAX_DEPTH = 64;
+
+let dBuf: Uint8Array = new Uint8Array(0);
+let dView: DataView = new DataView(dBuf.buffer);
+let dPos = 0;
+
+function fail(): never {
+  throw NOT_CANONICAL;
+}
+
+/** The argument of a head whose first byte is `ib`, shortest form required. */
+function readArg(ib: number): number {
+  const ai = ib & 0x1f;
+  if (ai < 24) return ai;
+  let n: number;
+  if (ai === 24) {
+    if (dPos + 1 > dBuf.length) fail();
+    n = dBuf[dPos]!;
+    dPos += 1;
+    if (n < 24) fail();
+  } else if (ai === 25) {
+    if (dPos + 2 > dBuf.length) fail();
+    n = dView.getUint16(dPos);
+    dPos += 2;
+    if (n < 0x100) fail();
+  } else if (ai === 26) {
+    if (dPos + 4 > dBuf.length) fail();
+    n = dView.getUint32(dPos);
+    dPos += 4;
+    if (n < 0x10000) fail();
+  } else if (ai === 27) {
+    if (dPos + 8 > dBuf.length) fail();
+    const hi = dView.getUint32(dPos);
+    const lo = dView.getUint32(dPos + 4);
+    dPos += 8;
+    // Beyond 2^53 the canonical writer uses a float, so such an integer head is never canonical.
+    if (hi === 0 || hi > 0x1fffff) fail();
+    n = hi * 0x100000000 + lo;
+  } else fail();
+  return n;
+}
+
+function readText(len: number): string {
+  const end = dPos + len;
+  if (end > dBuf.length) fail();
+  const b = dBuf;
+  let ascii = true;
+  for (let i = dPos; i < end; i++) {
+    if (b[i]! >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  let s: string;
+  if (ascii) {
+    if (len < 32) {
+      s = '';
+      for (let i = dPos; i < end; i++) s += String.fromCharCode(b[i]!);
+    } else s = Buffer.prototype.latin1Slice.call(b, dPos, end) as string;
+  } else {
+    // cbor-x decodes long strings with a BOM-stripping TextDecoder; keep such strings on its path.
+    if (len >= 3 && b[dPos] === 0xef && b[dPos + 1] === 0xbb && b[dPos + 2] === 0xbf) fail();
+    try {
+      s = strictUtf8.decode(b.subarray(dPos, end));
+    } catch {
+      fail();
+    }
+  }
+  dPos = end;
+  return s;
+}
+
+function readFloat(ai: number): number {
+  let x: number;
+  if (ai === 25) {
+    if (dPos + 2 > dBuf.length) fail();
+    const h = dView.getUint16(dPos);
+    dPos += 2;
+    const e = (h >> 10) & 0x1f;
+    const m = h & 0x3ff;
+    const mag = e === 0 ? m * 2 ** -24 : e === 31 ? NaN : (1 + m / 1024) * 2 ** (e - 15);
+    x = h & 0x8000 ? -mag : mag;
+  } else if (ai === 26) {
+    if (dPos + 4 > dBuf.length) fail();
+    x = dView.getFloat32(dPos);
+    dPos += 4;
+    if (toHalfExact(x) >= 0) fail();
+  } else if (ai === 27) {
+    if (dPos + 8 > dBuf.length) fail();
+    x = dView.getFloat64(dPos);
+    dPos += 8;
+    f32[0] = x;
+    if (f32[0] === x || toHalfExact(x) >= 0) fail();
+  } else fail();
+  // Finite non-integers (or integers past 2^53) only: everything else has another encoding.
+  if (!Number.isFinite(x) || Number.isSafeInteger(x)) fail();
+  return x;
+}
+
+function readItem(depth: number): unknown {
+  if (depth > MAX_DEPTH || dPos >= dBuf.length) fail();
+  const ib = dBuf[dPos++]!;
+  const major = ib >> 5;
+  switch (major) {
+    case 0:
+      return readArg(ib);
+    case 1: {
+      const n = readArg(ib);
+      if (n > Number.MAX_SAFE_INTEGER - 1) fail();
+      return -1 - n;
+    }
+    case 3:
+      return readText(readArg(ib));
+    case 4: {
+      const n = readArg(ib);
+      if (n > dBuf.length - dPos) fail();
+      const a = new Array<unknown>(n);
+      for (let i = 0; i < n; i++) a[i] = readItem(depth + 1);
+      return a;
+    }
+    case 5:
+      return readMap(readArg(ib), depth);
+    case 7:
+      if (ib === 0xf4) return false;
+      if (ib === 0xf5) return true;
+      if (ib === 0xf6) return null;
+      return readFloat(ib & 0x1f);
+    default:
+      // byte strings and tags: outside the record model
+      return fail();
+  }
+}
+
+function readMap(n: number, depth: number): Record<string, unknown> {
+  if (n > dBuf.length - dPos) fail();
+  const obj: Record<string, unknown> = {};
+  let prevStart = -1;
+  let prevLen = -1;
+  for (let i = 0; i < n; i++) {
+    if (dPos >= dBuf.length) fail();
+    const ib = dBuf[dPos++]!;
+    if (ib >> 5 !== 3) fail();
+    const len = readArg(ib);
+    const start = dPos;
+    // Keys strictly increasing in (length, bytes): sorted, and no duplicates.
+    if (len < prevLen) fail();
+    if (len === prevLen) {
+      let c = 0;
+      for (let k = 0; k < len && c === 0; k++) c = dBuf[start + k]! - dBuf[prevStart + k]!;
+      if (c <= 0) fail();
+    }
+    const key = readText(len);
+    // cbor-x renames this key; leave such records to it so both paths give the same value.
+    if (key === '__proto__') fail();
+    prevStart = start;
+    prevLen = len;
+    obj[key] = readItem(depth + 1);
+  }
+  return obj;
+}
+
+export interface SpannedDecode {
+  value: Record<string, unknown>;
+  /** Start offsets of the items of the top-level array member `spanKey`, then its end: n + 1 entries. */
+  offsets: Uint32Array;
+}
+
+/**
+ * Decode `bytes` as one canonical top-level map (values without byte strings) and note where each
+ * item of its array member `spanKey` starts and ends. Undefined when the bytes are anything but
+ * canonical in that model; the caller then decodes them the general way.
+ */
+export function decodeCanonicalSpans(bytes: Uint8Array, spanKey: string): SpannedDecode | undefined {
+  dBuf = bytes;
+  dView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  dPos = 0;
+  try {
+    if (bytes.length === 0) return undefined;
+    const ib = bytes[dPos++]!;
+    if (ib >> 5 !== 5) return undefined;
+    const n = readArg(ib);
+    if (n > bytes.length) return undefined;
+    const obj: Record<string, unknown> = {};
+    let offsets: Uint32Array | undefined;
+    let prev = '';
+    for (let i = 0; i < n; i++) {
+      if (dPos >= bytes.length) return undefined;
+      const kb = bytes[dPos++]!;
+      if (kb >> 5 !== 3) return undefined;
+      const key = readText(readArg(kb));
+      const kb1 = keyBytes(prev);
+      const kb2 = keyBytes(key);
+      if (i > 0 && compareKeys(kb1, kb2) >= 0) return undefined;
+      if (key === '__proto__') return undefined;
+      prev = key;
+      if (key === spanKey && dPos < bytes.length && bytes[dPos]! >> 5 === 4) {
+        const ab = bytes[dPos++]!;
+        const m = readArg(ab);
+        if (m > bytes.length - dPos) return undefined;
+        const a = new Array<unknown>(m);
+        offsets = new Uint32Array(m + 1);
+        // Each item is decoded as a record root would be (its own depth budget), as the digest encodes it.
+        for (let j = 0; j < m; j++) {
+          offsets[j] = dPos;
+          a[j] = readItem(0);
+        }
+        offsets[m] = dPos;
+        obj[key] = a;
+      } else obj[key] = readItem(1);
+    }
+    if (dPos !== bytes.length || offsets === undefined) return undefined;
+    return { value: obj, offsets };
+  } catch (e) {
+    if (e === NOT_CANONICAL) return undefined;
+    throw e;
+  } finally {
+    dBuf = new Uint8Array(0);
+    dView = new DataView(dBuf.buffer);
+  }
 }

@@ -5,8 +5,17 @@
  * After an error the decoder is poisoned: a stream that lost framing cannot be resynchronised.
  */
 import { ToolkitError } from '../../attestation/errors.js';
-import { decodeCbor, encodeCborFast } from './cbor.js';
-import { DEFAULT_MAX_FRAME, protocolError, validateMessage, type Message, type Outgoing } from './messages.js';
+import { CanonicalBuffer, decodeCanonicalSpans, decodeCbor, encodeCborFast } from './cbor.js';
+import type { DatasetDigest } from './digest.js';
+import {
+  DEFAULT_MAX_FRAME,
+  checkRecordsHeader,
+  protocolError,
+  validateMessage,
+  type Message,
+  type Outgoing,
+  type RecordsMessage,
+} from './messages.js';
 
 export const FRAME_HEADER = 4;
 
@@ -28,9 +37,123 @@ export function encodeFrame(msg: Outgoing | Message, maxFrame = DEFAULT_MAX_FRAM
   return out;
 }
 
+/**
+ * Where each record of a decoded `records` message lies in its frame, when the frame was canonical:
+ * `bytes.subarray(offsets[i], offsets[i + 1])` is the canonical encoding of `records[i]` as received.
+ */
+export interface EncodedRecords {
+  bytes: Uint8Array;
+  offsets: Uint32Array;
+}
+
+const encodedByRecords = new WeakMap<readonly unknown[], EncodedRecords>();
+
+/**
+ * The received encoding of a records message's records, if its frame was canonical (what
+ * `FrameWriter.encodeRecords` sends). The dataset digest hashes these bytes instead of encoding every
+ * record again. Undefined for messages that were not decoded from such a frame.
+ */
+export function encodedRecordsOf(msg: RecordsMessage): EncodedRecords | undefined {
+  const e = encodedByRecords.get(msg.records);
+  return e !== undefined && e.offsets.length === msg.records.length + 1 ? e : undefined;
+}
+
 /** Decode one complete frame body (without its length prefix) into a validated message. */
 export function decodeMessage(body: Uint8Array): Message {
+  // Record batches in canonical form decode on the strict path, which also yields each record's
+  // span; anything else (other messages, non-canonical senders) takes the general path below.
+  const spanned = body.length > 0 && body[0] === 0xa5 ? decodeCanonicalSpans(body, 'records') : undefined;
+  if (spanned !== undefined && spanned.value.t === 'records') {
+    const m = validateMessage(spanned.value) as RecordsMessage;
+    encodedByRecords.set(m.records, { bytes: body, offsets: spanned.offsets });
+    return m;
+  }
   return validateMessage(decodeCbor(body, 'ERR_PROTOCOL', 'frame'));
+}
+
+/**
+ * Records encoded for the wire as they are read: each one's canonical encoding, back to back. The
+ * same bytes feed the dataset digest and the records frame, so each record is encoded once.
+ */
+export class RecordBatch {
+  readonly #buf = new CanonicalBuffer();
+  #ends: number[] = [];
+
+  get count(): number {
+    return this.#ends.length;
+  }
+  /** Encoded bytes held. */
+  get byteLength(): number {
+    return this.#buf.length;
+  }
+
+  /**
+   * Append a record (a plain JSON object). A value outside the JSON model is `ERR_DATASET_INVALID`,
+   * as `DatasetDigest.add` has it; the batch is then unchanged.
+   */
+  add(record: Record<string, unknown>, digest?: DatasetDigest): void {
+    if (record === null || typeof record !== 'object' || Array.isArray(record) || record instanceof Uint8Array)
+      throw new TypeError('"record" expected a plain object');
+    const start = this.#buf.length;
+    try {
+      this.#buf.json(record);
+    } catch (e) {
+      throw new ToolkitError('ERR_DATASET_INVALID', 'record holds a value that is not JSON', { reason: 'record_value', cause: e });
+    }
+    this.#ends.push(this.#buf.length);
+    digest?.addEncoded(this.#buf.view(), start, this.#buf.length);
+  }
+
+  #start(i: number): number {
+    return i === 0 ? 0 : this.#ends[i - 1]!;
+  }
+
+  /** Encoded size of records [from, to). */
+  bytesOf(from: number, to: number): number {
+    return this.#ends[to - 1]! - this.#start(from);
+  }
+
+  /** The encodings of records [from, to), back to back (a view, valid until the batch changes). */
+  slice(from: number, to: number): Uint8Array {
+    if (!(Number.isSafeInteger(from) && Number.isSafeInteger(to) && 0 <= from && from < to && to <= this.count)) throw new RangeError('record range out of bounds');
+    return this.#buf.view().subarray(this.#start(from), this.#ends[to - 1]!);
+  }
+
+  clear(): void {
+    this.#buf.reset();
+    this.#ends = [];
+  }
+}
+
+const RECORDS_PREFIX = new CanonicalBuffer();
+
+/**
+ * The body of a records message in canonical form: `{t, id, seq, jobId, records}` with the members
+ * in canonical order and the records' own canonical bytes. The receiver's strict path decodes it.
+ */
+function encodeRecordsBody(id: number, jobId: string, seq: number, batch: RecordBatch, from: number, to: number, maxFrame: number): Uint8Array {
+  checkRecordsHeader(id, jobId, seq, to - from);
+  const records = batch.slice(from, to);
+  const p = RECORDS_PREFIX;
+  p.reset();
+  p.head(5, 5);
+  p.text('t');
+  p.text('records');
+  p.text('id');
+  p.head(0, id);
+  p.text('seq');
+  p.head(0, seq);
+  p.text('jobId');
+  p.text(jobId);
+  p.text('records');
+  p.head(4, to - from);
+  const n = p.length + records.length;
+  if (n > maxFrame) throw tooLarge(n, maxFrame);
+  const out = new Uint8Array(FRAME_HEADER + n);
+  new DataView(out.buffer).setUint32(0, n);
+  out.set(p.view(), FRAME_HEADER);
+  out.set(records, FRAME_HEADER + p.length);
+  return out;
 }
 
 export interface FrameDecoderOptions {
@@ -152,6 +275,12 @@ export class FrameWriter {
   }
   encode(msg: Outgoing): Uint8Array {
     const frame = encodeFrame({ ...msg, id: this.#next } as Message, this.maxFrame);
+    this.#next++;
+    return frame;
+  }
+  /** A records message carrying records [from, to) of `batch`, as they were encoded. */
+  encodeRecords(jobId: string, seq: number, batch: RecordBatch, from = 0, to = batch.count): Uint8Array {
+    const frame = encodeRecordsBody(this.#next, jobId, seq, batch, from, to, this.maxFrame);
     this.#next++;
     return frame;
   }

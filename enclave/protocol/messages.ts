@@ -70,6 +70,14 @@ const recordList: Check = (v, p) => {
   for (let i = 0; i < v.length; i++) if (!isPlainObject(v[i])) throw protocolError(`${p}[${i}]`, `${p}[${i}]: expected a map`);
 };
 
+/** The checks `validateMessage` applies to a records message, minus the records themselves (encoded by the caller). */
+export function checkRecordsHeader(id: number, job: string, seq: number, count: number): void {
+  uint(id, 'id');
+  jobId(job, 'jobId');
+  uint(seq, 'seq');
+  if (!Number.isSafeInteger(count) || count < 1 || count > MAX_BATCH_RECORDS) throw protocolError('records', `records: expected 1 to ${MAX_BATCH_RECORDS} records`);
+}
+
 interface Shape { required: Record<string, Check>; optional?: Record<string, Check> }
 
 const SHAPES: Record<MessageType, Shape> = {
