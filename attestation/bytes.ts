@@ -53,9 +53,18 @@ export function abytes(value: unknown, label: string, length?: number): Uint8Arr
 const B64_RE = /^[A-Za-z0-9+/_-]+={0,2}$/;
 
 function decodeBase64(s: string): Uint8Array | undefined {
-  if (!B64_RE.test(s) || s.length % 4 === 1) return undefined;
-  const std = s.replace(/-/g, '+').replace(/_/g, '/');
-  const bin = atob(std.padEnd(std.length + ((4 - (std.length % 4)) % 4), '='));
+  if (!B64_RE.test(s)) return undefined;
+  // Padding is optional, but when present it must be exact: atob throws a DOMException (not our
+  // error) on `a==` or `abcde=`, which arrive here from untrusted text.
+  const body = s.replace(/=+$/, '');
+  if (body.length % 4 === 1 || (body.length !== s.length && s.length % 4 !== 0)) return undefined;
+  const std = body.replace(/-/g, '+').replace(/_/g, '/');
+  let bin: string;
+  try {
+    bin = atob(std.padEnd(std.length + ((4 - (std.length % 4)) % 4), '='));
+  } catch {
+    return undefined;
+  }
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
