@@ -66,4 +66,27 @@ describe('key policy wildcards', () => {
       { numRuns: 300 },
     );
   });
+
+  it('many conditions against a wide encryption context cost one pass over the context', () => {
+    const cond: Record<string, string> = {};
+    for (let i = 0; i < 28; i++) cond[`k${i}`] = 'v';
+    // StringNotEquals on absent keys holds, so every condition is evaluated (~2400 of them).
+    const st = { Effect: 'Allow', Principal: '*', Action: 'kms:*', Resource: '*', Condition: { StringNotEquals: cond } };
+    const p = parseKeyPolicy(JSON.stringify({ Statement: Array.from({ length: 85 }, () => st) }));
+    const keys: Record<string, string[]> = {};
+    for (let i = 0; i < 8000; i++) keys[`kms:EncryptionContext:${i.toString(36)}`] = ['v'];
+    const t = Date.now();
+    expect(evaluateKeyPolicy(p, ctx('kms:Decrypt', keys))).toBe('allow');
+    // A scan per condition took ~0.8 s here; one pass takes a few ms.
+    expect(Date.now() - t).toBeLessThan(300);
+  });
+
+  it('condition key names still match case-insensitively, first spelling winning', () => {
+    const p = parseKeyPolicy(
+      JSON.stringify({ Statement: [{ Effect: 'Allow', Principal: '*', Action: 'kms:*', Resource: '*', Condition: { StringEquals: { 'KMS:EncryptionContext:Dept': 'a' } } }] }),
+    );
+    expect(evaluateKeyPolicy(p, ctx('kms:Decrypt', { 'kms:encryptioncontext:dept': ['a'] }))).toBe('allow');
+    expect(evaluateKeyPolicy(p, ctx('kms:Decrypt', { 'kms:EncryptionContext:Dept': ['a'], 'kms:encryptioncontext:dept': ['b'] }))).toBe('allow');
+    expect(evaluateKeyPolicy(p, ctx('kms:Decrypt', { 'kms:EncryptionContext:Dept': ['b'] }))).toBe('implicit-deny');
+  });
 });
