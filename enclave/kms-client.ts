@@ -318,7 +318,9 @@ export class EnclaveKms {
     const want = this.#o.dataKeyLength ?? 32;
     if (key.length !== want) {
       key.fill(0);
-      throw kmsError('ERR_KMS_RECIPIENT', `data key for "${ref.ref}" has ${key.length} bytes, expected ${want}`, 'key_length');
+      // The same words as a failed unwrap: this message reaches the host in the error frame, and a
+      // different one (or the length) for good CBC padding would be a padding oracle on the envelope.
+      throw kmsError('ERR_KMS_RECIPIENT', `CiphertextForRecipient for "${ref.ref}" could not be opened`, 'key_length');
     }
     return key;
   }
