@@ -24,8 +24,28 @@ export interface DecryptBatchResult {
   plaintexts: Uint8Array[];
 }
 
+/**
+ * Fields packed into one buffer (native/gcm.ts `PackedFields`): `table` holds 8 uint32 per field,
+ * `[ivOff, 12, ctOff, ctLen, tagOff, 16, aadOff, aadLen]`, offsets into `input`.
+ */
+export interface PackedItems {
+  input: Uint8Array;
+  table: Uint32Array;
+  count: number;
+  totalLength: number;
+}
+
+/** All plaintexts back to back: field i is `plaintext[offsets[i], offsets[i+1])` when `ok[i] === 1`. */
+export interface PackedDecryptResult {
+  plaintext: Uint8Array;
+  offsets: Uint32Array;
+  ok: Uint8Array;
+}
+
 export interface FieldDecryptor {
   decryptBatch(key: Uint8Array, items: readonly DecryptItem[]): DecryptBatchResult;
+  /** Optional: the same work over packed fields (the addon's `decryptPacked`), without per-field objects. */
+  decryptPacked?(key: Uint8Array, packed: PackedItems): PackedDecryptResult;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -84,5 +104,60 @@ export function decryptChecked(decryptor: FieldDecryptor, key: Uint8Array, items
   }
   if (!r || !Array.isArray(r.ok) || !Array.isArray(r.plaintexts) || r.ok.length !== items.length || r.plaintexts.length !== items.length)
     throw new ToolkitError('ERR_FIELD_DECRYPT', 'the field decryptor returned a malformed answer', { reason: 'decryptor' });
+  return r;
+}
+
+/**
+ * The packed counterpart of `decryptChecked`: an answer of the wrong shape fails the batch. A
+ * decryptor without `decryptPacked` gets the fields as items and its answer is repacked.
+ */
+export function decryptPackedChecked(decryptor: FieldDecryptor, key: Uint8Array, packed: PackedItems): PackedDecryptResult {
+  const n = packed.count;
+  if (typeof decryptor.decryptPacked !== 'function') {
+    const t = packed.table;
+    const inp = packed.input;
+    const items: DecryptItem[] = new Array(n);
+    for (let i = 0, b = 0; i < n; i++, b += 8) {
+      items[i] = {
+        iv: inp.subarray(t[b]!, t[b]! + t[b + 1]!),
+        ciphertext: inp.subarray(t[b + 2]!, t[b + 2]! + t[b + 3]!),
+        tag: inp.subarray(t[b + 4]!, t[b + 4]! + t[b + 5]!),
+        aad: inp.subarray(t[b + 6]!, t[b + 6]! + t[b + 7]!),
+      };
+    }
+    const r = decryptChecked(decryptor, key, items);
+    let total = 0;
+    for (let i = 0; i < n; i++) total += r.ok[i] === true && r.plaintexts[i] instanceof Uint8Array ? r.plaintexts[i]!.length : 0;
+    const plaintext = new Uint8Array(total);
+    const offsets = new Uint32Array(n + 1);
+    const ok = new Uint8Array(n);
+    let o = 0;
+    try {
+      for (let i = 0; i < n; i++) {
+        offsets[i] = o;
+        const pt = r.plaintexts[i];
+        if (r.ok[i] === true && pt instanceof Uint8Array) {
+          plaintext.set(pt, o);
+          o += pt.length;
+          ok[i] = 1;
+        }
+      }
+    } finally {
+      for (const pt of r.plaintexts) if (pt instanceof Uint8Array) pt.fill(0);
+    }
+    offsets[n] = o;
+    return { plaintext, offsets, ok };
+  }
+  let r: PackedDecryptResult;
+  try {
+    r = decryptor.decryptPacked(key, packed);
+  } catch (e) {
+    throw new ToolkitError('ERR_FIELD_DECRYPT', 'the field decryptor failed', { reason: 'decryptor', cause: e instanceof ToolkitError ? e : undefined });
+  }
+  if (!r || !(r.plaintext instanceof Uint8Array) || !(r.offsets instanceof Uint32Array) || !(r.ok instanceof Uint8Array) ||
+      r.ok.length !== n || r.offsets.length !== n + 1 || r.offsets[n]! > r.plaintext.length) {
+    if (r && r.plaintext instanceof Uint8Array) r.plaintext.fill(0);
+    throw new ToolkitError('ERR_FIELD_DECRYPT', 'the field decryptor returned a malformed answer', { reason: 'decryptor' });
+  }
   return r;
 }

@@ -8,14 +8,14 @@
 import { ToolkitError } from '../attestation/errors.js';
 import { equalBytes } from '../attestation/bytes.js';
 import { DatasetDigest, sha384 } from './protocol/digest.js';
-import { fieldAad, getPath, parseField, recordIdOf, setPath } from './protocol/field.js';
+import { IV_LENGTH, PackedFieldWriter, TAG_LENGTH, aadPart, aadPrefix, getPath, recordIdOf, setPath } from './protocol/field.js';
 import { validateManifest, type KeyManifest } from './protocol/manifest.js';
 import type { EncodedRecords } from './protocol/frame.js';
 import { encodeResult, queryDigest, type Platform, type ResultDocument } from './protocol/result.js';
 import { AnalyticsEngine } from './analytics/engine.js';
 import { validateQuery, type Query } from './analytics/query.js';
 import type { PrivacyBudget, RandomSource } from './analytics/privacy.js';
-import { decryptChecked, fieldDecryptError, nodeFieldDecryptor, type DecryptItem, type FieldDecryptor } from './field-decrypt.js';
+import { decryptPackedChecked, fieldDecryptError, nodeFieldDecryptor, type FieldDecryptor } from './field-decrypt.js';
 
 export interface JobOptions {
   jobId: string;
@@ -68,15 +68,42 @@ export interface Job {
 interface FieldSpec {
   path: string;
   segs: string[];
+  /** This path's length-prefixed part of the additional data. */
+  aadPart: Uint8Array;
 }
 
-interface Pending {
-  record: Record<string, unknown>;
-  recordId: string;
-  field: FieldSpec;
+/** The fields of one batch under one key: packed-table rows, and which record and field each row is. */
+interface KeySlot {
+  count: number;
+  /** When the batch first named this key (decryption order). */
+  order: number;
+  table: Uint32Array;
+  recs: Uint32Array;
+  fields: Uint16Array;
+}
+
+function growSlot(s: KeySlot): void {
+  const n = s.recs.length * 2;
+  const t = new Uint32Array(n * 8);
+  t.set(s.table);
+  const r = new Uint32Array(n);
+  r.set(s.recs);
+  const f = new Uint16Array(n);
+  f.set(s.fields);
+  s.table = t;
+  s.recs = r;
+  s.fields = f;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** UTF-8 text of `b[start:end]`, refusing invalid UTF-8; ASCII (most plaintexts) without a view. */
+function decodeUtf8(b: Uint8Array, start: number, end: number): string {
+  let i = start;
+  while (i < end && b[i]! < 0x80) i++;
+  if (i === end) return Buffer.prototype.latin1Slice.call(b, start, end) as string;
+  return utf8.decode(b.subarray(start, end));
+}
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return false;
@@ -109,6 +136,10 @@ class JobImpl implements Job {
   readonly #digest: DatasetDigest;
   readonly #engine: AnalyticsEngine;
   readonly #decryptor: FieldDecryptor;
+  readonly #packed = new PackedFieldWriter();
+  readonly #slots = new Map<string, KeySlot>();
+  #nextOrder = 0;
+  readonly #aadPrefix: Uint8Array;
   #failure: ToolkitError | undefined;
 
   constructor(opts: JobOptions, wipe: () => void) {
@@ -127,7 +158,8 @@ class JobImpl implements Job {
       throw new ToolkitError('ERR_PRIVACY_BUDGET', `dataset "${opts.datasetId}": epsilon ${dp.epsilon} exceeds the remaining budget ${opts.budget.remaining(opts.datasetId)}`, { reason: 'exhausted' });
     }
     this.#idSegs = this.#manifest.idField.split('.');
-    this.#fields = this.#manifest.fields.map((path) => ({ path, segs: path.split('.') }));
+    this.#fields = this.#manifest.fields.map((path) => ({ path, segs: path.split('.'), aadPart: aadPart(path) }));
+    this.#aadPrefix = aadPrefix(opts.datasetId);
     this.#digest = new DatasetDigest(opts.datasetId);
     const engineOpts: ConstructorParameters<typeof AnalyticsEngine>[1] = {};
     if (opts.random) engineOpts.random = opts.random;
@@ -166,8 +198,14 @@ class JobImpl implements Job {
   #addBatch(records: readonly unknown[], encoded: EncodedRecords | undefined): void {
     if (!Array.isArray(records)) throw new TypeError('"records" expected an array');
     const enc = encoded !== undefined && encoded.offsets.length === records.length + 1 ? encoded : undefined;
-    const datasetId = this.#opts.datasetId;
-    const byKey = new Map<string, { items: DecryptItem[]; pending: Pending[] }>();
+    // Every field of the batch is parsed into one buffer (IV, ciphertext||tag, additional data) and
+    // indexed per key, so the decryptor runs once per key over packed fields: no per-field objects.
+    const w = this.#packed;
+    w.reset();
+    const slots = this.#slots;
+    for (const slot of slots.values()) slot.count = 0;
+    const fields = this.#fields;
+    const recordIds = new Array<string>(records.length);
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
       if (!isPlainObject(r)) throw new ToolkitError('ERR_DATASET_INVALID', `record ${this.count} is not an object`, { reason: 'record' });
@@ -177,43 +215,76 @@ class JobImpl implements Job {
       const recordId = recordIdOf(getPath(r, this.#idSegs));
       if (recordId === undefined)
         throw new ToolkitError('ERR_DATASET_INVALID', `record ${this.count - 1} has no usable id field "${this.#manifest.idField}"`, { reason: 'record_id' });
-      for (const f of this.#fields) {
+      recordIds[i] = recordId;
+      for (let fi = 0; fi < fields.length; fi++) {
+        const f = fields[fi]!;
         const v = getPath(r, f.segs);
         if (v === undefined || v === null) continue;
-        let parsed;
         try {
-          parsed = parseField(v);
+          w.parse(v);
         } catch (e) {
           const t = e as ToolkitError;
           throw new ToolkitError('ERR_FIELD_FORMAT', `field "${f.path}" of record "${recordId}": ${t.message}`, t.reason === undefined ? {} : { reason: t.reason });
         }
-        if (!this.#opts.keys.has(parsed.keyRef)) {
-          throw new ToolkitError('ERR_FIELD_DECRYPT', `field "${f.path}" of record "${recordId}" names key "${parsed.keyRef}", which this job does not have`, { reason: 'no_key' });
+        const keyRef = w.keyRef;
+        let slot = slots.get(keyRef);
+        if (slot === undefined) {
+          if (!this.#opts.keys.has(keyRef)) {
+            throw new ToolkitError('ERR_FIELD_DECRYPT', `field "${f.path}" of record "${recordId}" names key "${keyRef}", which this job does not have`, { reason: 'no_key' });
+          }
+          // Bounded: only key references the job holds get a slot.
+          slot = { count: 0, order: 0, table: new Uint32Array(8 * 1024), recs: new Uint32Array(1024), fields: new Uint16Array(1024) };
+          slots.set(keyRef, slot);
         }
-        let slot = byKey.get(parsed.keyRef);
-        if (!slot) byKey.set(parsed.keyRef, (slot = { items: [], pending: [] }));
-        slot.items.push({ iv: parsed.iv, ciphertext: parsed.ciphertext, tag: parsed.tag, aad: fieldAad(datasetId, recordId, f.path, parsed.keyRef) });
-        slot.pending.push({ record: r, recordId, field: f });
+        if (slot.count === 0) slot.order = this.#nextOrder++;
+        const ivOff = w.ivOff;
+        const bodyOff = w.bodyOff;
+        const ctLen = w.bodyLen - TAG_LENGTH;
+        const aadOff = w.aad(this.#aadPrefix, recordId, f.aadPart, keyRef);
+        const k = slot.count;
+        if (k === slot.recs.length) growSlot(slot);
+        const t = slot.table;
+        const b = k * 8;
+        t[b] = ivOff;
+        t[b + 1] = IV_LENGTH;
+        t[b + 2] = bodyOff;
+        t[b + 3] = ctLen;
+        t[b + 4] = bodyOff + ctLen;
+        t[b + 5] = TAG_LENGTH;
+        t[b + 6] = aadOff;
+        t[b + 7] = w.pos - aadOff;
+        slot.recs[k] = i;
+        slot.fields[k] = fi;
+        slot.count = k + 1;
       }
     }
-    for (const [ref, slot] of byKey) {
+    // Keys in the order the batch first named them, as before.
+    const active = [...slots].filter(([, s]) => s.count > 0).sort((a, b) => a[1].order - b[1].order);
+    this.#nextOrder = 0;
+    const input = new Uint8Array(w.buf.buffer, w.buf.byteOffset, w.pos);
+    for (const [ref, slot] of active) {
       const key = this.#opts.keys.get(ref)!;
-      const res = decryptChecked(this.#decryptor, key, slot.items);
+      let total = 0;
+      for (let k = 0; k < slot.count; k++) total += slot.table[k * 8 + 3]!;
+      const res = decryptPackedChecked(this.#decryptor, key, { input, table: slot.table.subarray(0, slot.count * 8), count: slot.count, totalLength: total });
       try {
-        for (let i = 0; i < slot.pending.length; i++) {
-          const p = slot.pending[i]!;
-          if (res.ok[i] !== true || !(res.plaintexts[i] instanceof Uint8Array)) throw fieldDecryptError(p.recordId, p.field.path);
+        const pt = res.plaintext;
+        const off = res.offsets;
+        for (let k = 0; k < slot.count; k++) {
+          const ri = slot.recs[k]!;
+          const f = fields[slot.fields[k]!]!;
+          if (res.ok[k] !== 1) throw fieldDecryptError(recordIds[ri]!, f.path);
           let value: unknown;
           try {
-            value = JSON.parse(utf8.decode(res.plaintexts[i]!));
+            value = JSON.parse(decodeUtf8(pt, off[k]!, off[k + 1]!));
           } catch {
-            throw new ToolkitError('ERR_FIELD_DECRYPT', `field "${p.field.path}" of record "${p.recordId}" does not hold a JSON value`, { reason: 'plaintext' });
+            throw new ToolkitError('ERR_FIELD_DECRYPT', `field "${f.path}" of record "${recordIds[ri]!}" does not hold a JSON value`, { reason: 'plaintext' });
           }
-          setPath(p.record, p.field.segs, value);
+          setPath(records[ri] as Record<string, unknown>, f.segs, value);
         }
       } finally {
         // Plaintext bytes are ours to wipe; the parsed JS strings are not (see README, Security).
-        for (const pt of res.plaintexts) if (pt instanceof Uint8Array) pt.fill(0);
+        res.plaintext.fill(0);
       }
     }
     for (let i = 0; i < records.length; i++) this.#engine.add(records[i] as Record<string, unknown>);

@@ -16,7 +16,7 @@ import { encodedRecordsOf, type JobEndMessage, type JobStartMessage, type Record
 import type { DataKeyCache, RecipientKeyPair } from './keys.js';
 import { keyReferencesFromManifest, type KmsKeyReference } from './kms-client.js';
 import type { Platform } from './platform/types.js';
-import { nodeFieldDecryptor, type FieldDecryptor } from './field-decrypt.js';
+import { nodeFieldDecryptor, type FieldDecryptor, type PackedDecryptResult, type PackedItems } from './field-decrypt.js';
 import { createJob } from './job.js';
 import { PrivacyBudget } from './analytics/privacy.js';
 import { MAX_EPSILON } from './analytics/query.js';
@@ -32,6 +32,7 @@ export async function pickFieldDecryptor(log: (l: string) => void = () => {}): P
           ok: Uint8Array;
           field(i: number): Uint8Array | null;
         };
+        decryptPacked(key: Uint8Array, packed: PackedItems): PackedDecryptResult;
       };
     };
     if (typeof native.FieldDecryptor === 'function') {
@@ -50,6 +51,8 @@ export async function pickFieldDecryptor(log: (l: string) => void = () => {}): P
             }
             return { ok, plaintexts };
           },
+          // One packed buffer and offsets in, one plaintext buffer out: the job's hot path.
+          decryptPacked: (key, packed) => d.decryptPacked(key, packed),
         };
       }
     }
