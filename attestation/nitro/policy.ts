@@ -67,12 +67,19 @@ export interface CompiledNitroPolicy {
 
 const KEYS = new Set(['pcrs', 'nonce', 'userData', 'publicKey', 'maxAgeSeconds']);
 
+/** A Map (or array, Date...) has no own enumerable entries to read: taking it would check nothing. */
+function isPlainObject(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
 export function compileNitroPolicy(policy: NitroPolicy): CompiledNitroPolicy {
-  if (typeof policy !== 'object' || policy === null) throw invalid('must be an object');
+  if (!isPlainObject(policy)) throw invalid('must be a plain object');
   for (const k of Object.keys(policy)) if (!KEYS.has(k)) throw invalid(`unknown key ${JSON.stringify(k)}`);
   const out: CompiledNitroPolicy = { pcrs: new Map() };
   if (policy.pcrs !== undefined) {
-    if (typeof policy.pcrs !== 'object' || policy.pcrs === null) throw invalid('pcrs must be an object');
+    if (!isPlainObject(policy.pcrs)) throw invalid('pcrs must be a plain object of index -> hex (not a Map)');
     for (const [k, v] of Object.entries(policy.pcrs)) {
       const i = pcrIndex(k);
       if (out.pcrs.has(i)) throw invalid(`PCR${i} given twice`);

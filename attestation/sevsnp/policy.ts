@@ -97,8 +97,10 @@ function bytesOf(v: unknown, name: string, len: number, allowShorter = false): U
 const isInt = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 
 function checkKeys(obj: unknown, allowed: readonly string[], where: string): Record<string, unknown> {
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw policyError(`${where} must be an object`);
-  for (const k of Object.keys(obj)) if (!allowed.includes(k)) throw policyError(`unknown key "${where === 'policy' ? '' : where + '.'}${k}"`);
+  // A Map (or Date, ...) has no own keys to read: accepting it would silently check nothing.
+  const proto = typeof obj === 'object' && obj !== null ? Object.getPrototypeOf(obj) : undefined;
+  if (proto !== Object.prototype && proto !== null) throw policyError(`${where} must be a plain object`);
+  for (const k of Object.keys(obj as object)) if (!allowed.includes(k)) throw policyError(`unknown key "${where === 'policy' ? '' : where + '.'}${k}"`);
   return obj as Record<string, unknown>;
 }
 
