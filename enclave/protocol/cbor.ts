@@ -471,7 +471,7 @@ function readText(len: number): string {
   }
   let s: string;
   if (ascii) {
-    if (len < 32) {
+    if (len <= 8) {
       s = '';
       for (let i = dPos; i < end; i++) s += String.fromCharCode(b[i]!);
     } else s = Buffer.prototype.latin1Slice.call(b, dPos, end) as string;
@@ -549,6 +549,40 @@ function readItem(depth: number): unknown {
   }
 }
 
+/** Decoded map keys by their bytes: records repeat the same few keys, so most keys are found here. */
+const KEY_SLOTS = 1024;
+const keySlotBytes: (Uint8Array | undefined)[] = new Array(KEY_SLOTS).fill(undefined);
+const keySlotText: string[] = new Array(KEY_SLOTS).fill('');
+
+function readKey(len: number): string {
+  if (len > 24) return readText(len);
+  const end = dPos + len;
+  if (end > dBuf.length) fail();
+  const b = dBuf;
+  let h = len;
+  for (let i = dPos; i < end; i++) h = (Math.imul(h, 31) + b[i]!) | 0;
+  const slot = (h ^ (h >>> 10)) & (KEY_SLOTS - 1);
+  const cached = keySlotBytes[slot];
+  if (cached !== undefined && cached.length === len) {
+    let same = true;
+    for (let i = 0; i < len; i++) {
+      if (cached[i] !== b[dPos + i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) {
+      dPos = end;
+      return keySlotText[slot]!;
+    }
+  }
+  const start = dPos;
+  const key = readText(len);
+  keySlotBytes[slot] = b.slice(start, end);
+  keySlotText[slot] = key;
+  return key;
+}
+
 function readMap(n: number, depth: number): Record<string, unknown> {
   if (n > dBuf.length - dPos) fail();
   const obj: Record<string, unknown> = {};
@@ -567,7 +601,7 @@ function readMap(n: number, depth: number): Record<string, unknown> {
       for (let k = 0; k < len && c === 0; k++) c = dBuf[start + k]! - dBuf[prevStart + k]!;
       if (c <= 0) fail();
     }
-    const key = readText(len);
+    const key = readKey(len);
     // cbor-x renames this key; leave such records to it so both paths give the same value.
     if (key === '__proto__') fail();
     prevStart = start;
