@@ -160,6 +160,19 @@ export class SnpChainCache {
 
 const defaultCache = new SnpChainCache();
 
+/**
+ * Cache entries mean "this provider verified these signatures", so they are keyed by the provider
+ * object, not its `name`: a test double or a broken provider called "node" must not fill the shared
+ * cache with chains the real one then takes as verified.
+ */
+const providerIds = new WeakMap<CryptoProvider, number>();
+let lastProviderId = 0;
+function providerKey(crypto: CryptoProvider): string {
+  let id = providerIds.get(crypto);
+  if (id === undefined) providerIds.set(crypto, (id = ++lastProviderId));
+  return `${crypto.name}#${id}`;
+}
+
 function chainError(reason: string, message: string, cause?: unknown): AttestationError {
   return new AttestationError('ERR_SNP_CHAIN_INVALID', `SEV-SNP chain: ${message}`, { reason, cause });
 }
@@ -252,7 +265,7 @@ function loadAnchors(opts: SnpVerifyOptions, crypto: CryptoProvider): Anchor[] {
 function checkAnchor(a: Anchor, now: Date, crypto: CryptoProvider, cache: SnpChainCache | undefined): void {
   const c = a.cert;
   checkValidity(c, now, `ARK-${a.product}`);
-  const key = toHex(crypto.sha256(c.der)) + crypto.name;
+  const key = toHex(crypto.sha256(c.der)) + providerKey(crypto);
   if (cache?.anchorVerified(key)) return;
   checkCa(c, `ARK-${a.product}`);
   verifyLink(c, c, crypto, `ARK-${a.product}`);
@@ -325,7 +338,7 @@ export function verifySevSnpWith(
       anchorsKey(options.roots, options.simulatorRoots, crypto),
       options.product ?? '',
       (options.allowedCspIds ?? []).join('\n'),
-      crypto.name,
+      providerKey(crypto),
     ].join('|');
     entry = cache.get(cacheKey);
     const t = now.getTime();
