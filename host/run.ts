@@ -43,7 +43,7 @@ export interface RunJobOptions {
   expect: Omit<Expectations, 'now'>;
   now?: () => Date;
   jobId?: string;
-  /** Records per batch frame (default 2000; halved automatically if a frame would be too large). */
+  /** Records per batch frame (default 500; halved automatically if a frame would be too large). */
   batchSize?: number;
   maxFrame?: number;
   progress?: Progress;
@@ -141,7 +141,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
     let seq = 0;
     // Each record is encoded once, canonically: those bytes feed the digest and go on the wire.
     const batch = new RecordBatch();
-    const batchSize = opts.batchSize ?? 2000;
+    const batchSize = opts.batchSize ?? 500;
     const maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
     const c = conn;
     const flush = async (): Promise<void> => {
