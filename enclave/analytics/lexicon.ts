@@ -42,6 +42,8 @@ const WORD_RE = /[\p{L}\p{N}']+/gu;
 
 /** Lower-cased word tokens of a text, apostrophes kept inside words. Bounded by `maxTokens`. */
 export function tokenize(text: string, maxTokens = 10_000): string[] {
+  const fast = tokenizeAscii(text, maxTokens);
+  if (fast !== undefined) return fast;
   const out: string[] = [];
   WORD_RE.lastIndex = 0;
   let m: RegExpExecArray | null;
@@ -60,4 +62,35 @@ export function sentimentScore(tokens: readonly string[]): number {
     s += i > 0 && NEGATORS.has(tokens[i - 1]!) ? -v : v;
   }
   return s < -5 ? -5 : s > 5 ? 5 : s;
+}
+
+/**
+ * `tokenize` for ASCII text (most feedback), without a regex per token: in ASCII the word characters
+ * are [A-Za-z0-9'], and lower-casing the whole text is the same as lower-casing each token. Returns
+ * undefined at the first non-ASCII character, for the Unicode-aware path.
+ */
+function tokenizeAscii(text: string, maxTokens: number): string[] | undefined {
+  const n = text.length;
+  for (let i = 0; i < n; i++) if (text.charCodeAt(i) > 0x7f) return undefined;
+  const lower = text.toLowerCase();
+  const out: string[] = [];
+  let i = 0;
+  while (i < n && out.length < maxTokens) {
+    if (!isWordChar(lower.charCodeAt(i))) {
+      i++;
+      continue;
+    }
+    let start = i;
+    while (i < n && isWordChar(lower.charCodeAt(i))) i++;
+    let end = i;
+    // apostrophes at either end are not part of the word
+    while (start < end && lower.charCodeAt(start) === 0x27) start++;
+    while (end > start && lower.charCodeAt(end - 1) === 0x27) end--;
+    if (end > start) out.push(lower.slice(start, end));
+  }
+  return out;
+}
+
+function isWordChar(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x27 || (c >= 0x41 && c <= 0x5a);
 }
