@@ -228,11 +228,23 @@ function writeString(w: Writer, s: string): void {
     for (let i = 0; i < s.length; i++) w.buf[w.pos++] = s.charCodeAt(i);
     return;
   }
-  const n = Buffer.byteLength(s, 'utf8');
+  // Write the bytes first, where a head for an all-ASCII string would end, and move them in the
+  // rare case the real head is longer: one pass over the string instead of measuring it first.
+  const max = s.length * 3;
+  w.ensure(9 + max);
+  const start = w.pos;
+  const guess = headLength(s.length);
+  const n = utf8Write.call(w.buf, s, start + guess, max) as number;
+  const real = headLength(n);
+  if (real !== guess) w.buf.copyWithin(start + real, start + guess, start + guess + n);
   w.head(3, n);
-  w.ensure(n);
-  utf8.encodeInto(s, w.buf.subarray(w.pos, w.pos + n));
-  w.pos += n;
+  w.pos = start + real + n;
+}
+
+const utf8Write = (Buffer.prototype as unknown as { utf8Write: (this: Uint8Array, s: string, offset: number, length: number) => number }).utf8Write;
+
+function headLength(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9;
 }
 
 function isAscii(s: string): boolean {

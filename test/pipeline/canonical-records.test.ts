@@ -143,3 +143,20 @@ describe('canonical record frames: the refusals are real', () => {
     }
   });
 });
+
+describe('canonical text strings', () => {
+  it('property: a string is its shortest head and its UTF-8 bytes, across every head-size boundary', () => {
+    const head = (n: number): string =>
+      n < 24 ? (0x60 | n).toString(16) : n < 0x100 ? '78' + n.toString(16).padStart(2, '0') : n < 0x10000 ? '79' + n.toString(16).padStart(4, '0') : '7a' + n.toString(16).padStart(8, '0');
+    const piece = fc.constantFrom('a', 'é', '€', '😀', '\ud800', 'z');
+    const str = fc.oneof(
+      fc.array(piece, { maxLength: 40 }).map((a) => a.join('')),
+      fc.tuple(fc.constantFrom(20, 21, 22, 23, 84, 85, 86, 250, 254, 255, 256, 21_840, 21_846, 65_530, 65_536), fc.array(piece, { maxLength: 6 }))
+        .map(([n, a]) => 'x'.repeat(n) + a.join('')),
+    );
+    fc.assert(fc.property(str, (s) => {
+      const utf8 = Buffer.from(s, 'utf8');
+      expect(Buffer.from(encodeCanonical(s)).toString('hex')).toBe(head(utf8.length) + utf8.toString('hex'));
+    }), { numRuns: 300 });
+  });
+});
