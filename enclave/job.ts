@@ -138,6 +138,8 @@ class JobImpl implements Job {
   readonly #decryptor: FieldDecryptor;
   readonly #packed = new PackedFieldWriter();
   readonly #slots = new Map<string, KeySlot>();
+  /** Record ids seen in this job (see #addBatch). */
+  readonly #seenIds = new Set<string>();
   #nextOrder = 0;
   readonly #aadPrefix: Uint8Array;
   #failure: ToolkitError | undefined;
@@ -215,6 +217,11 @@ class JobImpl implements Job {
       const recordId = recordIdOf(getPath(r, this.#idSegs));
       if (recordId === undefined)
         throw new ToolkitError('ERR_DATASET_INVALID', `record ${this.count - 1} has no usable id field "${this.#manifest.idField}"`, { reason: 'record_id' });
+      // One record per id per job: the host could otherwise send one genuine record k times, lift it
+      // past minGroupSize and have its decrypted fields released as a group key (or its exact values).
+      if (this.#seenIds.has(recordId))
+        throw new ToolkitError('ERR_DATASET_INVALID', `record ${this.count - 1} repeats the id of an earlier record`, { reason: 'duplicate_record_id' });
+      this.#seenIds.add(recordId);
       recordIds[i] = recordId;
       for (let fi = 0; fi < fields.length; fi++) {
         const f = fields[fi]!;

@@ -1,0 +1,53 @@
+// The host (untrusted) chooses which records a job receives. Sending one genuine encrypted record
+// ten times lifted it past minGroupSize, so `groupBy: [<encrypted field>]` with a filter on its id
+// released that record's decrypted value as a group key, even with DP on. A job now refuses a
+// record id it has already seen.
+import { describe, expect, it } from 'vitest';
+import { createJob } from '../../enclave/job.js';
+import { ToolkitError } from '../../attestation/errors.js';
+import { encryptedCustomers } from '../pipeline/fixtures.js';
+
+describe('a job and repeated records', () => {
+  it('refuses the same record sent again (in one batch or a later one)', async () => {
+    const data = await encryptedCustomers(20);
+    const target = data.records[3]!;
+    const idField = data.manifest.idField;
+    const query = {
+      version: 1,
+      filter: { op: 'eq', field: idField, value: (target as Record<string, unknown>)[idField] },
+      groupBy: ['email'],
+      aggregates: [{ name: 'n', op: 'count' }],
+      privacy: { dp: { epsilon: 1 } },
+    };
+    const open = () =>
+      createJob({ jobId: 'job-1', datasetId: data.manifest.datasetId, query, manifest: data.manifest, keys: data.kms.keys(), platform: 'simulator', workerVersion: '0.1.0' });
+
+    const copies = Array.from({ length: 40 }, () => structuredClone(target));
+    let err: unknown;
+    try {
+      open().addBatch(copies);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ToolkitError);
+    expect([(err as ToolkitError).code, (err as ToolkitError).reason]).toEqual(['ERR_DATASET_INVALID', 'duplicate_record_id']);
+    // The message names neither the id nor any field value.
+    expect((err as ToolkitError).message).not.toContain(String((target as Record<string, unknown>)[idField]));
+
+    const job = open();
+    job.addBatch([structuredClone(target)]);
+    expect(() => job.addBatch([structuredClone(target)])).toThrow(ToolkitError);
+    expect(job.state).toBe('failed');
+  });
+
+  it('distinct records still go through', async () => {
+    const data = await encryptedCustomers(30);
+    const job = createJob({
+      jobId: 'job-2', datasetId: data.manifest.datasetId, manifest: data.manifest, keys: data.kms.keys(), platform: 'simulator', workerVersion: '0.1.0',
+      query: { version: 1, groupBy: [], aggregates: [{ name: 'n', op: 'count' }], privacy: {} },
+    });
+    job.addBatch(structuredClone(data.records.slice(0, 15)));
+    job.addBatch(structuredClone(data.records.slice(15)));
+    expect(job.finish().result.counts.records).toBe(30);
+  });
+});
