@@ -53,10 +53,14 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
 
   let simulatorRoots: Uint8Array[] = [];
   if (values['trust-simulator']) {
-    const fromState = await readSimulatorRootFromState(values.state);
-    if (fromState !== undefined) simulatorRoots.push(fromState);
-    else if (values['sim-root'] !== undefined) simulatorRoots = await readRootsPem(values['sim-root']);
-    else throw new UsageError(`--trust-simulator: no ${SIM_CA_FILE} in ${values.state}; pass --sim-root PEM`);
+    // An explicit --sim-root is what the user asked to trust; the state folder's root is the fallback.
+    if (values['sim-root'] !== undefined) simulatorRoots = await readRootsPem(values['sim-root']);
+    else {
+      const fromState = await readSimulatorRootFromState(values.state);
+      if (fromState === undefined)
+        throw new UsageError(`--trust-simulator: no ${SIM_CA_FILE} in ${values.state}; pass --sim-root PEM`);
+      simulatorRoots.push(fromState);
+    }
   }
 
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';

@@ -23,6 +23,8 @@ FILE may hold raw bytes, base64 or hex; "-" reads standard input.
 
   --at ISO-TIME        verification time (default: now), e.g. 2024-09-07T15:00:00Z
   --root PEM           trusted root certificate(s), PEM or DER; replaces the built-in AWS root (repeatable)
+  --simulator-root PEM a simulator root to trust as well (repeatable); documents under it verify
+                       with platform "simulator". Never trusted without this flag.
   --allow-debug        accept debug-mode enclaves (PCR0, PCR1, PCR2 all zero)
   --pcr N=HEX          expected PCR N; repeat the same N to allow several values (repeatable)
   --nonce HEX          expected nonce
@@ -143,6 +145,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       options: {
         at: { type: 'string' },
         root: { type: 'string', multiple: true },
+        'simulator-root': { type: 'string', multiple: true },
         'allow-debug': { type: 'boolean' },
         pcr: { type: 'string', multiple: true },
         nonce: { type: 'string' },
@@ -161,6 +164,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     roots = [];
     for (const p of values.root) roots.push(...rootsFrom(await readBounded(p, '--root'), p));
   }
+  const simulatorRoots: Uint8Array[] = [];
+  for (const p of values['simulator-root'] ?? [])
+    simulatorRoots.push(...rootsFrom(await readBounded(p, '--simulator-root'), p));
 
   let policy: NitroPolicy = {};
   let allowDebug = values['allow-debug'] === true;
@@ -192,7 +198,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
 
   try {
     if (bytes === undefined) throw encodingError;
-    const r = verifyNitro(bytes, { now, roots, policy, allowDebug });
+    const r = verifyNitro(bytes, { now, roots, simulatorRoots, policy, allowDebug });
     const claims = {
       moduleId: r.moduleId,
       timestamp: r.timestamp,

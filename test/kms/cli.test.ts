@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { ListKeysCommand } from '@aws-sdk/client-kms';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { kmsClient, tempDir } from './helpers.js';
+import { openSimulatorState } from '../../enclave/sim-state.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const RUN_MAIN = "const m = await import('./host/cli/main.ts'); process.exitCode = await m.main(process.argv.slice(1));";
@@ -62,6 +65,26 @@ describe('`enclavekit sim kms`', () => {
         expect({ args, code }).toEqual({ args, code: 2 });
         expect(err).toMatch(/enclavekit sim: /);
       }
+    } finally {
+      t.cleanup();
+    }
+  }, 30_000);
+
+  it('an explicit --sim-root is what gets trusted, not the state folder\'s root', async () => {
+    const t = tempDir();
+    try {
+      await openSimulatorState(t.dir, { now: new Date() });
+      const bad = join(t.dir, 'not-a-root.pem');
+      writeFileSync(bad, 'no certificate here\n');
+      // Before, sim-ca.json silently won and this started; the PEM the user named must be read.
+      const child = spawnCli(['sim', 'kms', '--state', t.dir, '--trust-simulator', '--sim-root', bad]);
+      let err = '';
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const timer = setTimeout(() => child.kill('SIGTERM'), 20_000);
+      const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      clearTimeout(timer);
+      expect(code).toBe(2);
+      expect(err).toMatch(/not-a-root\.pem/);
     } finally {
       t.cleanup();
     }

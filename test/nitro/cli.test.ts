@@ -133,6 +133,11 @@ describe('enclavekit verify (Nitro)', () => {
     expect(ok.json().claims.nonce).toBe('05'.repeat(8));
     // The AWS document now fails: --root replaced the built-in root.
     expect((await exec([BLOCKY, ...AT, '--root', pem, '--json'])).json().reason).toBe('untrusted_root');
+    // --simulator-root trusts it in addition to the AWS root, labelled as the simulator.
+    const sim = await exec([f, '--simulator-root', pem, '--json']);
+    expect(sim.code).toBe(0);
+    expect(sim.json()).toMatchObject({ valid: true, platform: 'simulator' });
+    expect((await exec([BLOCKY, ...AT, '--simulator-root', pem, '--json'])).json()).toMatchObject({ valid: true, platform: 'nitro' });
   });
 
   it('usage errors exit 2: no file, missing file, bad --at, bad --pcr, unknown flag', async () => {
