@@ -98,10 +98,10 @@ function growSlot(s: KeySlot): void {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** UTF-8 text of `b[start:end]`, refusing invalid UTF-8; ASCII (most plaintexts) without a view. */
-function decodeUtf8(b: Uint8Array, start: number, end: number): string {
+function decodeUtf8(b: Buffer, start: number, end: number): string {
   let i = start;
   while (i < end && b[i]! < 0x80) i++;
-  if (i === end) return Buffer.prototype.latin1Slice.call(b, start, end) as string;
+  if (i === end) return b.toString('latin1', start, end);
   return utf8.decode(b.subarray(start, end));
 }
 
@@ -275,7 +275,7 @@ class JobImpl implements Job {
       for (let k = 0; k < slot.count; k++) total += slot.table[k * 8 + 3]!;
       const res = decryptPackedChecked(this.#decryptor, key, { input, table: slot.table.subarray(0, slot.count * 8), count: slot.count, totalLength: total });
       try {
-        const pt = res.plaintext;
+        const pt = Buffer.from(res.plaintext.buffer, res.plaintext.byteOffset, res.plaintext.byteLength);
         const off = res.offsets;
         for (let k = 0; k < slot.count; k++) {
           const ri = slot.recs[k]!;

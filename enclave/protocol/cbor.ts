@@ -55,10 +55,13 @@ export function encodeCborFast(value: unknown): Uint8Array {
 class Writer {
   buf: Uint8Array;
   view: DataView;
+  /** The same memory as a Buffer, for its native string writes. */
+  bytes: Buffer;
   pos = 0;
   constructor(size = 1024) {
     this.buf = new Uint8Array(size);
     this.view = new DataView(this.buf.buffer);
+    this.bytes = Buffer.from(this.buf.buffer, 0, size);
   }
   reset(): void {
     this.pos = 0;
@@ -71,6 +74,7 @@ class Writer {
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
     this.view = new DataView(next.buffer);
+    this.bytes = Buffer.from(next.buffer, 0, size);
   }
   head(major: number, n: number): void {
     const m = major << 5;
@@ -234,14 +238,12 @@ function writeString(w: Writer, s: string): void {
   w.ensure(9 + max);
   const start = w.pos;
   const guess = headLength(s.length);
-  const n = utf8Write.call(w.buf, s, start + guess, max) as number;
+  const n = w.bytes.write(s, start + guess, max, 'utf8');
   const real = headLength(n);
   if (real !== guess) w.buf.copyWithin(start + real, start + guess, start + guess + n);
   w.head(3, n);
   w.pos = start + real + n;
 }
-
-const utf8Write = (Buffer.prototype as unknown as { utf8Write: (this: Uint8Array, s: string, offset: number, length: number) => number }).utf8Write;
 
 function headLength(n: number): number {
   return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9;
@@ -333,6 +335,7 @@ function shrink(): void {
   if (shared.buf.length > 1024 * 1024) {
     shared.buf = new Uint8Array(64 * 1024);
     shared.view = new DataView(shared.buf.buffer);
+    shared.bytes = Buffer.from(shared.buf.buffer, 0, shared.buf.length);
   }
   shared.reset();
 }
@@ -432,6 +435,7 @@ const MAX_DEPTH = 64;
 
 let dBuf: Uint8Array = new Uint8Array(0);
 let dView: DataView = new DataView(dBuf.buffer);
+let dBytes: Buffer = Buffer.alloc(0);
 let dPos = 0;
 
 function fail(): never {
@@ -486,7 +490,7 @@ function readText(len: number): string {
     if (len <= 8) {
       s = '';
       for (let i = dPos; i < end; i++) s += String.fromCharCode(b[i]!);
-    } else s = Buffer.prototype.latin1Slice.call(b, dPos, end) as string;
+    } else s = dBytes.toString('latin1', dPos, end);
   } else {
     // cbor-x decodes long strings with a BOM-stripping TextDecoder; keep such strings on its path.
     if (len >= 3 && b[dPos] === 0xef && b[dPos + 1] === 0xbb && b[dPos + 2] === 0xbf) fail();
@@ -637,6 +641,7 @@ export interface SpannedDecode {
 export function decodeCanonicalSpans(bytes: Uint8Array, spanKey: string): SpannedDecode | undefined {
   dBuf = bytes;
   dView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  dBytes = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   dPos = 0;
   try {
     if (bytes.length === 0) return undefined;
@@ -680,5 +685,6 @@ export function decodeCanonicalSpans(bytes: Uint8Array, spanKey: string): Spanne
   } finally {
     dBuf = new Uint8Array(0);
     dView = new DataView(dBuf.buffer);
+    dBytes = Buffer.alloc(0);
   }
 }
