@@ -635,10 +635,10 @@ export interface SpannedDecode {
 
 /**
  * Decode `bytes` as one canonical top-level map (values without byte strings) and note where each
- * item of its array member `spanKey` starts and ends. Undefined when the bytes are anything but
- * canonical in that model; the caller then decodes them the general way.
+ * item of its array member `spanKey` (at most `maxItems` of them) starts and ends. Undefined when
+ * the bytes are anything but canonical in that model; the caller then decodes them the general way.
  */
-export function decodeCanonicalSpans(bytes: Uint8Array, spanKey: string): SpannedDecode | undefined {
+export function decodeCanonicalSpans(bytes: Uint8Array, spanKey: string, maxItems = 0xffffffff): SpannedDecode | undefined {
   dBuf = bytes;
   dView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   dBytes = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -665,7 +665,8 @@ export function decodeCanonicalSpans(bytes: Uint8Array, spanKey: string): Spanne
       if (key === spanKey && dPos < bytes.length && bytes[dPos]! >> 5 === 4) {
         const ab = bytes[dPos++]!;
         const m = readArg(ab);
-        if (m > bytes.length - dPos) return undefined;
+        // Past the message's own limit the general path decodes it and refuses it, as before.
+        if (m > bytes.length - dPos || m > maxItems) return undefined;
         const a = new Array<unknown>(m);
         offsets = new Uint32Array(m + 1);
         // Each item is decoded as a record root would be (its own depth budget), as the digest encodes it.

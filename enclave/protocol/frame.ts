@@ -9,6 +9,7 @@ import { CanonicalBuffer, decodeCanonicalSpans, decodeCbor, encodeCborFast } fro
 import type { DatasetDigest } from './digest.js';
 import {
   DEFAULT_MAX_FRAME,
+  MAX_BATCH_RECORDS,
   checkRecordsHeader,
   protocolError,
   validateMessage,
@@ -62,7 +63,7 @@ export function encodedRecordsOf(msg: RecordsMessage): EncodedRecords | undefine
 export function decodeMessage(body: Uint8Array): Message {
   // Record batches in canonical form decode on the strict path, which also yields each record's
   // span; anything else (other messages, non-canonical senders) takes the general path below.
-  const spanned = body.length > 0 && body[0] === 0xa5 ? decodeCanonicalSpans(body, 'records') : undefined;
+  const spanned = body.length > 0 && body[0] === 0xa5 ? decodeCanonicalSpans(body, 'records', MAX_BATCH_RECORDS) : undefined;
   if (spanned !== undefined && spanned.value.t === 'records') {
     const m = validateMessage(spanned.value) as RecordsMessage;
     encodedByRecords.set(m.records, { bytes: body, offsets: spanned.offsets });

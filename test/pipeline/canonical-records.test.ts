@@ -160,3 +160,18 @@ describe('canonical text strings', () => {
     }), { numRuns: 300 });
   });
 });
+
+describe('canonical record frames: limits', () => {
+  it('a canonical frame with more records than a message may hold takes the general path and is refused there', () => {
+    const batch = new RecordBatch();
+    for (let i = 0; i < 100_001; i++) batch.add({});
+    const body = encodeCanonical({ t: 'records', id: 0, seq: 0, jobId: 'j', records: new Array(100_001).fill({}) });
+    expect(decodeCanonicalSpans(body, 'records', 100_000)).toBeUndefined();
+    expect(decodeCanonicalSpans(body, 'records')).toBeDefined();
+    const frame = new Uint8Array(4 + body.length);
+    new DataView(frame.buffer).setUint32(0, body.length);
+    frame.set(body, 4);
+    expect(() => new FrameDecoder().push(frame)).toThrow(expect.objectContaining({ code: 'ERR_PROTOCOL', reason: 'records' }));
+    expect(() => new FrameWriter().encodeRecords('j', 0, batch)).toThrow(expect.objectContaining({ code: 'ERR_PROTOCOL', reason: 'records' }));
+  });
+});
