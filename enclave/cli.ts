@@ -39,6 +39,7 @@ aggregates, and returns only attested aggregates.
   --kms-endpoint URL       KMS endpoint (default https://kms.REGION.amazonaws.com)
   --region R               AWS region (default us-east-1)
   --privacy-budget-file F  per-dataset epsilon budget kept across jobs
+  --require-dp             answer only differentially private queries (see README: privacy guards)
   --max-frame BYTES        largest frame accepted (default ${DEFAULT_MAX_FRAME})
   --kms-timeout MS         bound on one KMS Decrypt, retries included (default 20000)
   --exit-with-stdin        exit when standard input closes (a host that started this worker died)
@@ -152,6 +153,7 @@ export async function main(argv: string[]): Promise<number> {
         'kms-endpoint': { type: 'string' },
         region: { type: 'string' },
         'privacy-budget-file': { type: 'string' },
+        'require-dp': { type: 'boolean' },
         'max-frame': { type: 'string' },
         'kms-timeout': { type: 'string' },
         'exit-with-stdin': { type: 'boolean' },
@@ -195,6 +197,7 @@ export async function main(argv: string[]): Promise<number> {
       decryptor,
       log,
       ...(values['privacy-budget-file'] ? { privacyBudgetFile: values['privacy-budget-file'] } : {}),
+      requireDp: values['require-dp'] === true,
     });
     const server = await listenSessions(listen, (stream) => serveSession(stream, worker.handler(), { maxFrame }), { log });
     log(`listening on ${values.listen} (platform ${platform.kind}, evidence ${platform.evidenceFormat})`);

@@ -77,6 +77,12 @@ export interface WorkerOptions {
   log?: (line: string) => void;
   /** Per-dataset differential-privacy budget file (kept by the worker across jobs). */
   privacyBudgetFile?: string;
+  /**
+   * Refuse queries without differential privacy. Exact aggregates let whoever writes queries learn
+   * one record's encrypted values by differencing (two queries whose filters differ by one record);
+   * deployments whose query authors are not trusted by the data owners should set this.
+   */
+  requireDp?: boolean;
   workerVersion?: string;
   now?: () => number;
 }
@@ -128,6 +134,10 @@ export class Worker {
   async #startJob(start: JobStartMessage): Promise<ActiveJob> {
     const now = this.#o.now ?? (() => performance.now());
     const t0 = now();
+    if (this.#o.requireDp && (start.query as { privacy?: { dp?: unknown } } | null)?.privacy?.dp === undefined)
+      throw new ToolkitError('ERR_QUERY_INVALID', 'this worker answers only differentially private queries ($.privacy.dp)', {
+        reason: 'dp_required',
+      });
     const budget = await this.#budget();
     const cache: DataKeyCache = await this.#o.loadKeys(keyReferencesFromManifest(start.manifest));
     this.#log(`job ${start.jobId}: ${cache.size} data key(s) released by KMS in ${Math.round(now() - t0)} ms`);

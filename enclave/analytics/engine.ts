@@ -384,7 +384,14 @@ export class AnalyticsEngine {
     }
     this.#groups.clear();
     return {
-      counts: { records: this.#records, matched: dp ? null : this.#matched, groups: out.length, suppressedGroups: suppressed },
+      // A matched count below minGroupSize would say whether a handful of records pass a filter
+      // (e.g. 0 or 1: does this person's encrypted value satisfy it?), so it is withheld like a group.
+      counts: {
+        records: this.#records,
+        matched: dp || this.#matched < this.#minGroupSize ? null : this.#matched,
+        groups: out.length,
+        suppressedGroups: suppressed,
+      },
       groups: out,
       privacy: { minGroupSize: this.#minGroupSize, dp: dp ? { mechanism: 'laplace', epsilon: dp.epsilon } : null },
     };

@@ -28,4 +28,17 @@ describe('differential privacy budget kept by the worker', () => {
     expect(second.ok).toBe(false);
     if (!second.ok) expect(second.error.message).toMatch(/ERR_PRIVACY_BUDGET/);
   });
+
+  it('--require-dp refuses an exact query before fetching any key, and answers a DP one', async () => {
+    const w = await fx.stack.startWorker({ imageId: IMAGE_A, name: 'dp-only', extraArgs: ['--require-dp'] });
+    const connect = () => connectEnclave({ kind: 'unix', path: w.socketPath });
+    const exact = { version: 1, groupBy: ['region'], aggregates: [{ name: 'n', op: 'count' }] };
+    const refused = await runJob(fx.baseRun({ query: exact, connect }));
+    expect(refused.ok).toBe(false);
+    if (!refused.ok) expect(refused.error.message).toMatch(/ERR_QUERY_INVALID.*differentially private/);
+    const noisy = { ...exact, privacy: { minGroupSize: 10, dp: { epsilon: 1 } } };
+    const answered = await runJob(fx.baseRun({ query: noisy, connect }));
+    if (!answered.ok) throw new Error(answered.error.message);
+    expect(answered.result.privacy.dp).toMatchObject({ mechanism: 'laplace', epsilon: 1 });
+  });
 });

@@ -95,15 +95,26 @@ describe('engine and privacy guards', () => {
 
   it('filters: eq/ne/in/ranges/and/or/not, with CSV-style numeric strings', () => {
     const recs = people(40, 'r');
-    const count = (filter: object) => run({ version: 1, filter, aggregates: [{ name: 'n', op: 'count' }] }, recs, { minGroupSizeFloor: 1 }).counts.matched;
+    // minGroupSize 1 so that small matched counts are released; a count of 0 is still withheld (null).
+    const count = (filter: object) =>
+      run({ version: 1, filter, aggregates: [{ name: 'n', op: 'count' }], privacy: { minGroupSize: 1 } }, recs, { minGroupSizeFloor: 1 }).counts.matched;
     expect(count({ op: 'gte', field: 'spend', value: 40 })).toBe(20);
     expect(count({ op: 'eq', field: 'spend', value: 4 })).toBe(1);
     expect(count({ op: 'in', field: 'age', values: [20, 21, 'x'] })).toBe(2);
     expect(count({ op: 'and', args: [{ op: 'gt', field: 'age', value: 30 }, { op: 'lt', field: 'age', value: 40 }] })).toBe(9);
     expect(count({ op: 'or', args: [{ op: 'eq', field: 'age', value: 20 }, { op: 'eq', field: 'age', value: 59 }] })).toBe(2);
-    expect(count({ op: 'not', arg: { op: 'eq', field: 'region', value: 'r' } })).toBe(0);
-    expect(count({ op: 'ne', field: 'missing', value: 1 })).toBe(0);
+    expect(count({ op: 'not', arg: { op: 'eq', field: 'region', value: 'r' } })).toBeNull();
+    expect(count({ op: 'ne', field: 'missing', value: 1 })).toBeNull();
     expect(count({ op: 'gte', field: 'region', value: 'q' })).toBe(40);
+  });
+
+  it('withholds a matched count below minGroupSize: 0 or 1 would say whether one record passes a filter', () => {
+    const recs = people(40, 'r');
+    const q = (filter: object) => run({ version: 1, filter, aggregates: [{ name: 'n', op: 'count' }] }, recs).counts;
+    expect(q({ op: 'eq', field: 'spend', value: 4 })).toMatchObject({ matched: null, groups: 0, suppressedGroups: 1 });
+    expect(q({ op: 'eq', field: 'spend', value: -1 })).toMatchObject({ matched: null, groups: 0, suppressedGroups: 0 });
+    expect(q({ op: 'lt', field: 'spend', value: 18 }).matched).toBeNull(); // 9 records
+    expect(q({ op: 'lt', field: 'spend', value: 20 }).matched).toBe(10);
   });
 
   it('top terms only when enough records contain them; sentiment; distinct counts', () => {
