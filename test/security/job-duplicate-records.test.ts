@@ -3,7 +3,8 @@
 // released that record's decrypted value as a group key, even with DP on. A job now refuses a
 // record id it has already seen.
 import { describe, expect, it } from 'vitest';
-import { createJob } from '../../enclave/job.js';
+import { RecordIdSet, createJob } from '../../enclave/job.js';
+import fc from 'fast-check';
 import { ToolkitError } from '../../attestation/errors.js';
 import { encryptedCustomers } from '../pipeline/fixtures.js';
 
@@ -49,5 +50,25 @@ describe('a job and repeated records', () => {
     job.addBatch(structuredClone(data.records.slice(0, 15)));
     job.addBatch(structuredClone(data.records.slice(15)));
     expect(job.finish().result.counts.records).toBe(30);
+  });
+
+  it('the fingerprint set: every repeat refused, distinct ids kept across growth, any key', () => {
+    const set = new RecordIdSet(undefined, 16);
+    for (let i = 0; i < 100_000; i++) expect(set.add(`cust-${i}`)).toBe(true);
+    expect(set.size).toBe(100_000);
+    for (let i = 0; i < 100_000; i += 997) expect(set.add(`cust-${i}`)).toBe(false);
+    // Strings that share UTF-8 bytes (lone surrogates) but differ are distinct ids.
+    const s2 = new RecordIdSet();
+    expect(s2.add('a\ud800')).toBe(true);
+    expect(s2.add('a\udc00')).toBe(true);
+    expect(s2.add('a\ud800')).toBe(false);
+    fc.assert(
+      fc.property(fc.tuple(fc.integer(), fc.integer()), fc.uniqueArray(fc.string({ minLength: 1, maxLength: 40 }), { maxLength: 200 }), (seed, ids) => {
+        const s = new RecordIdSet(seed, 16);
+        for (const id of ids) expect(s.add(id)).toBe(true);
+        for (const id of ids) expect(s.add(id)).toBe(false);
+      }),
+      { numRuns: 200 },
+    );
   });
 });
