@@ -38,8 +38,129 @@ const encoder = new Encoder({
   tagUint8Array: false,
 } as ConstructorParameters<typeof Encoder>[0]);
 
-/** Decode one CBOR item from untrusted bytes. Any library throw becomes `code`. Output is `unknown`. */
+/*
+ * A bounded structural walk before cbor-x sees untrusted bytes. cbor-x acts on tags while decoding:
+ * it builds RegExp/Date/Set/typed arrays and follows shared references (tags 28/29), with which a
+ * couple of hundred bytes expand into millions of nodes or keep the decoder busy long before any
+ * canonicality check could run. Nothing we encode carries a tag, so every tag is refused here; nesting
+ * depth and the item count are capped; every declared length is checked against the bytes left. One
+ * pass, no allocation, so the walk costs less than the decode it guards.
+ */
+
+/** Deepest nesting the walk lets through: a record's own depth (64) plus the frame around it. */
+export const MAX_CBOR_DEPTH = 72;
+
+interface WalkState {
+  b: Uint8Array;
+  items: number;
+  maxItems: number;
+  code: ToolkitErrorCode;
+  label: string;
+}
+
+function walkError(st: WalkState, reason: string, what: string): ToolkitError {
+  return new ToolkitError(st.code, `${st.label}: ${what}`, { reason });
+}
+
+/** Set by walkHead: the head's argument, `-1` for an indefinite length (a global, so no allocation). */
+let walkArg = 0;
+/** Reads the head at `pos` into walkArg; returns where the head ends. */
+function walkHead(st: WalkState, pos: number): number {
+  const b = st.b;
+  if (pos >= b.length) throw walkError(st, 'cbor', 'CBOR data ends early');
+  const ai = b[pos]! & 0x1f;
+  if (ai < 24) {
+    walkArg = ai;
+    return pos + 1;
+  }
+  if (ai === 31) {
+    walkArg = -1;
+    return pos + 1;
+  }
+  if (ai > 27) throw walkError(st, 'cbor', `reserved CBOR additional info at offset ${pos}`);
+  const n = 1 << (ai - 24);
+  if (pos + 1 + n > b.length) throw walkError(st, 'cbor', 'CBOR data ends early');
+  let v = 0;
+  for (let i = 1; i <= n; i++) v = v * 256 + b[pos + i]!;
+  // Only compared with byte counts below; a value past 2^53 is as good as infinite there.
+  walkArg = v;
+  return pos + 1 + n;
+}
+
+function walkItem(st: WalkState, pos: number, depth: number): number {
+  if (depth > MAX_CBOR_DEPTH) throw walkError(st, 'cbor_depth', `CBOR nesting deeper than ${MAX_CBOR_DEPTH}`);
+  if (++st.items > st.maxItems) throw walkError(st, 'cbor_items', `more than ${st.maxItems} CBOR items`);
+  const b = st.b;
+  const major = b[pos]! >> 5;
+  const ib = b[pos]!;
+  const next = walkHead(st, pos);
+  const arg = walkArg;
+  switch (major) {
+    case 0:
+    case 1:
+      if (arg < 0) throw walkError(st, 'cbor', `indefinite-length integer at offset ${pos}`);
+      return next;
+    case 2:
+    case 3: {
+      if (arg >= 0) {
+        if (arg > b.length - next) throw walkError(st, 'cbor', `string at offset ${pos} runs past the end`);
+        return next + arg;
+      }
+      // Indefinite-length string: definite chunks of the same major type, then a break.
+      let p = next;
+      for (;;) {
+        if (p >= b.length) throw walkError(st, 'cbor', 'indefinite-length string is not terminated');
+        if (b[p] === 0xff) return p + 1;
+        if (b[p]! >> 5 !== major || (b[p]! & 0x1f) === 31) throw walkError(st, 'cbor', `bad chunk in indefinite-length string at offset ${p}`);
+        p = walkItem(st, p, depth + 1);
+      }
+    }
+    case 4:
+    case 5: {
+      const per = major === 5 ? 2 : 1;
+      let p = next;
+      if (arg >= 0) {
+        // Every item takes at least one byte: a count beyond the bytes left is a lie.
+        if (arg > (b.length - p) / per) throw walkError(st, 'cbor', `container at offset ${pos} declares more items than bytes`);
+        for (let i = 0; i < arg * per; i++) p = walkItem(st, p, depth + 1);
+        return p;
+      }
+      for (let i = 0; ; i++) {
+        if (p >= b.length) throw walkError(st, 'cbor', 'indefinite-length container is not terminated');
+        if (b[p] === 0xff) {
+          if (i % per !== 0) throw walkError(st, 'cbor', `map at offset ${pos} ends after a key`);
+          return p + 1;
+        }
+        p = walkItem(st, p, depth + 1);
+      }
+    }
+    case 6:
+      throw walkError(st, 'cbor_tag', `CBOR tag at offset ${pos} (no tags are allowed)`);
+    default:
+      // false, true, null, undefined and floats; simple values and a stray break are not data.
+      if ((ib >= 0xf4 && ib <= 0xf7) || ib === 0xf9 || ib === 0xfa || ib === 0xfb) return next;
+      throw walkError(st, 'cbor', `unsupported CBOR simple value at offset ${pos}`);
+  }
+}
+
+/**
+ * Throws `code` unless `bytes` hold exactly one well-formed CBOR item without tags, nested at most
+ * MAX_CBOR_DEPTH deep, of at most `maxItems` items (default: one per byte, which no tag-free input
+ * can exceed; a smaller cap is for callers that know their shape).
+ */
+export function checkCborStructure(bytes: Uint8Array, code: ToolkitErrorCode, label: string, maxItems = bytes.length): void {
+  const st: WalkState = { b: bytes, items: 0, maxItems, code, label };
+  if (bytes.length === 0) throw walkError(st, 'cbor', 'no CBOR item');
+  const end = walkItem(st, 0, 0);
+  if (end !== bytes.length) throw walkError(st, 'cbor', `${bytes.length - end} bytes after the CBOR item`);
+}
+
+/**
+ * Decode one CBOR item from untrusted bytes: the structural walk first (tags, depth, item count,
+ * lengths; see checkCborStructure), then cbor-x. Any library throw becomes `code`. Output is `unknown`.
+ */
 export function decodeCbor(bytes: Uint8Array, code: ToolkitErrorCode, label: string): unknown {
+  checkCborStructure(bytes, code, label);
   try {
     return decoder.decode(bytes);
   } catch (e) {
