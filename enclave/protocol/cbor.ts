@@ -87,6 +87,22 @@ function walkHead(st: WalkState, pos: number): number {
   return pos + 1 + n;
 }
 
+const PROTO_KEY = [0x5f, 0x5f, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x5f, 0x5f]; // "__proto__"
+
+/**
+ * cbor-x renames a "__proto__" map key to "__proto_": a record or query would be changed silently
+ * (and only fail later, on the dataset digest). Refused up front, whatever the key's head length
+ * (indefinite-length strings, the only other spelling, are refused by the walk).
+ */
+function checkKey(st: WalkState, p: number): void {
+  const b = st.b;
+  if (p >= b.length || b[p]! >> 5 !== 3) return;
+  const at = walkHead(st, p);
+  if (walkArg !== 9 || at + 9 > b.length) return;
+  for (let i = 0; i < 9; i++) if (b[at + i] !== PROTO_KEY[i]) return;
+  throw walkError(st, 'proto_key', `a "__proto__" map key at offset ${p}`);
+}
+
 function walkItem(st: WalkState, pos: number, depth: number): number {
   if (depth > MAX_CBOR_DEPTH) throw walkError(st, 'cbor_depth', `CBOR nesting deeper than ${MAX_CBOR_DEPTH}`);
   if (++st.items > st.maxItems) throw walkError(st, 'cbor_items', `more than ${st.maxItems} CBOR items`);
@@ -102,18 +118,10 @@ function walkItem(st: WalkState, pos: number, depth: number): number {
       return next;
     case 2:
     case 3: {
-      if (arg >= 0) {
-        if (arg > b.length - next) throw walkError(st, 'cbor', `string at offset ${pos} runs past the end`);
-        return next + arg;
-      }
-      // Indefinite-length string: definite chunks of the same major type, then a break.
-      let p = next;
-      for (;;) {
-        if (p >= b.length) throw walkError(st, 'cbor', 'indefinite-length string is not terminated');
-        if (b[p] === 0xff) return p + 1;
-        if (b[p]! >> 5 !== major || (b[p]! & 0x1f) === 31) throw walkError(st, 'cbor', `bad chunk in indefinite-length string at offset ${p}`);
-        p = walkItem(st, p, depth + 1);
-      }
+      // Nothing we encode uses indefinite-length strings; refusing them keeps keys contiguous.
+      if (arg < 0) throw walkError(st, 'cbor', `indefinite-length string at offset ${pos}`);
+      if (arg > b.length - next) throw walkError(st, 'cbor', `string at offset ${pos} runs past the end`);
+      return next + arg;
     }
     case 4:
     case 5: {
@@ -122,7 +130,10 @@ function walkItem(st: WalkState, pos: number, depth: number): number {
       if (arg >= 0) {
         // Every item takes at least one byte: a count beyond the bytes left is a lie.
         if (arg > (b.length - p) / per) throw walkError(st, 'cbor', `container at offset ${pos} declares more items than bytes`);
-        for (let i = 0; i < arg * per; i++) p = walkItem(st, p, depth + 1);
+        for (let i = 0; i < arg * per; i++) {
+          if (per === 2 && (i & 1) === 0) checkKey(st, p);
+          p = walkItem(st, p, depth + 1);
+        }
         return p;
       }
       for (let i = 0; ; i++) {
@@ -131,6 +142,7 @@ function walkItem(st: WalkState, pos: number, depth: number): number {
           if (i % per !== 0) throw walkError(st, 'cbor', `map at offset ${pos} ends after a key`);
           return p + 1;
         }
+        if (per === 2 && (i & 1) === 0) checkKey(st, p);
         p = walkItem(st, p, depth + 1);
       }
     }
@@ -251,6 +263,10 @@ interface KeyPlan {
 }
 
 function makePlan(keys: readonly string[]): KeyPlan {
+  // cbor-x decodes this key as "__proto_" and plain assignment would set the prototype instead: no
+  // decoder gives it back as written, so it is outside the model (the walk refuses it on input too).
+  // Here, not in writeValue: a plan with it is never cached, so the check costs nothing per object.
+  if (keys.includes('__proto__')) throw new TypeError('canonical CBOR: a "__proto__" key cannot round-trip');
   const enc = keys.map(keyBytes);
   const order = Uint32Array.from(keys.keys());
   // A stable sort with this comparator equals the previous order-or-sort code for every input,

@@ -21,8 +21,9 @@ const jsonValue = fc.letrec((tie) => ({
     fc.dictionary(fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom('a', 'b', 'aa', 'é', '10', '9')), tie('v'), { maxKeys: 5 }),
   ),
 })).v;
-// Two documented exceptions take the general path (tested below): strings starting with a BOM, which
-// cbor-x strips from long strings, and "__proto__" keys, which cbor-x renames.
+// Two documented exceptions leave the strict path (tested below): strings starting with a BOM, which
+// cbor-x strips from long strings, take the general path; "__proto__" keys, which cbor-x renames,
+// are refused (by the sender's encoder and by the walk before cbor-x).
 const record = fc
   .dictionary(fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom('id', 'email', 'orders', 'z')), jsonValue, { maxKeys: 6 })
   .filter((r) => !/"\ufeff|"__proto__"/.test(JSON.stringify(r)));
@@ -137,10 +138,20 @@ describe('canonical record frames', () => {
 describe('canonical record frames: the refusals are real', () => {
   it('each refused record above is accepted by cbor-x (so only the strict path tells them apart)', () => {
     const hex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
-    for (const rec of ['a2616201616102', 'a161611801', 'a16161f93c00', 'a16161fa3fc00000', 'a1695f5f70726f746f5f5f01']) {
+    for (const rec of ['a2616201616102', 'a161611801', 'a16161f93c00', 'a16161fa3fc00000']) {
       expect(() => decodeCbor(hex(rec), 'ERR_PROTOCOL', 't')).not.toThrow();
       expect(Buffer.from(encodeCanonical(decodeCbor(hex(rec), 'ERR_PROTOCOL', 't')))).not.toEqual(Buffer.from(hex(rec)));
     }
+    // cbor-x would rename a "__proto__" key; the general path refuses it before cbor-x instead.
+    expect(() => decodeCbor(hex('a1695f5f70726f746f5f5f01'), 'ERR_PROTOCOL', 't')).toThrow(expect.objectContaining({ code: 'ERR_PROTOCOL', reason: 'proto_key' }));
+  });
+
+  it('a record with a "__proto__" key is refused by the sender (ERR_DATASET_INVALID), not renamed in transit', () => {
+    const batch = new RecordBatch();
+    expect(() => batch.add(JSON.parse('{"id":1,"x":{"__proto__":2}}') as Record<string, unknown>)).toThrow(
+      expect.objectContaining({ code: 'ERR_DATASET_INVALID', reason: 'record_value' }),
+    );
+    expect(batch.count).toBe(0);
   });
 });
 
