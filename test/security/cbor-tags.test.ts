@@ -18,6 +18,9 @@ function sharedRefBomb(levels = 23): Uint8Array {
   return Uint8Array.from(out);
 }
 
+const hasProto = (v: unknown): boolean =>
+  v !== null && typeof v === 'object' && (Object.prototype.hasOwnProperty.call(v, '__proto__') || Object.values(v).some(hasProto));
+
 function reason(fn: () => unknown): [string, string | undefined] {
   try {
     fn();
@@ -69,6 +72,11 @@ describe('CBOR tags and structure are refused before cbor-x decodes', () => {
     fc.assert(
       fc.property(fc.jsonValue({ maxDepth: 6 }), (v) => {
         const b = encodeCborFast(v);
+        // An own "__proto__" key (fc.jsonValue makes some) is refused by design: cbor-x would rename it.
+        if (hasProto(v)) {
+          expect(() => checkCborStructure(b, 'ERR_PROTOCOL', 't')).toThrow(expect.objectContaining({ reason: 'proto_key' }));
+          return;
+        }
         expect(() => checkCborStructure(b, 'ERR_PROTOCOL', 't')).not.toThrow();
         const c = encodeCanonical(JSON.parse(JSON.stringify(v)));
         expect(() => checkCborStructure(c, 'ERR_PROTOCOL', 't')).not.toThrow();
