@@ -18,7 +18,10 @@ if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node'
 const [cmd, args] = gyp ? [process.execPath, [gyp, ...rebuild]] : ['node-gyp', rebuild];
 const r = spawnSync(cmd, args, { stdio: 'inherit' });
 if (r.status !== 0) {
-  const msg = 'enclavekit: the native addon did not build (needs python3, make and a C++ compiler); vsock, the NSM device and the batched AES-GCM path are unavailable';
+  const msg =
+    r.error?.code === 'ENOENT'
+      ? 'enclavekit: node-gyp was not found; build the native addon with `npm run install` (npm provides node-gyp)'
+      : 'enclavekit: the native addon did not build (needs python3, make and a C++ compiler); vsock, the NSM device and the batched AES-GCM path are unavailable';
   if (process.env.ENCLAVEKIT_REQUIRE_NATIVE === '1') {
     console.error(msg);
     process.exit(1);

@@ -513,6 +513,26 @@ static int FamilyOf(const Napi::CallbackInfo& info) {
   return -1;
 }
 
+// Hands a new descriptor to a fresh Sock. On failure the descriptor is closed and undefined is
+// returned with the JS exception pending. `unixPath` is set for listeners only: they unlink it on close.
+static Napi::Value AdoptFd(Napi::Env env, int fd, Mode mode, int family, Napi::Function onevent,
+                           const std::string& unixPath) {
+  Napi::Object obj = State(env)->sockCtor.New({});
+  if (obj.IsEmpty()) {
+    ::close(fd);
+    return env.Undefined();
+  }
+  Sock* s = Sock::Unwrap(obj);
+  s->unixPath_ = unixPath;
+  int r = s->Attach(fd, mode, family, onevent);
+  if (r != 0) {
+    ::close(fd);
+    SysError(env, r, "uv_poll_init").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return obj;
+}
+
 // listen(family, ...addr, backlog, onevent) -> Sock
 static Napi::Value Listen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -545,20 +565,7 @@ static Napi::Value Listen(const Napi::CallbackInfo& info) {
     SysError(env, e, "listen", path).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  Napi::Object obj = State(env)->sockCtor.New({});
-  if (obj.IsEmpty()) {
-    ::close(fd);
-    return env.Undefined();
-  }
-  Sock* s = Sock::Unwrap(obj);
-  s->unixPath_ = path;
-  int r = s->Attach(fd, M_LISTEN, family, info[next + 1].As<Napi::Function>());
-  if (r != 0) {
-    ::close(fd);
-    SysError(env, r, "uv_poll_init").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  return obj;
+  return AdoptFd(env, fd, M_LISTEN, family, info[next + 1].As<Napi::Function>(), path);
 }
 
 // connect(family, ...addr, onevent) -> Sock; EV_CONNECT follows.
@@ -588,20 +595,9 @@ static Napi::Value Connect(const Napi::CallbackInfo& info) {
     SysError(env, e, "connect", path).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  Napi::Object obj = State(env)->sockCtor.New({});
-  if (obj.IsEmpty()) {
-    ::close(fd);
-    return env.Undefined();
-  }
-  Sock* s = Sock::Unwrap(obj);
   // Even an immediate connect reports through EV_CONNECT, so callers see one asynchronous shape.
-  int r = s->Attach(fd, M_CONNECTING, family, info[next].As<Napi::Function>());
-  if (r != 0) {
-    ::close(fd);
-    SysError(env, r, "uv_poll_init").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  return obj;
+  // No path: only a listener owns (and unlinks) its socket file.
+  return AdoptFd(env, fd, M_CONNECTING, family, info[next].As<Napi::Function>(), std::string());
 }
 
 static void CleanupEnv(void* arg) {
