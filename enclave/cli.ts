@@ -5,7 +5,7 @@
  *   enclavekit enclave --listen vsock:ANY:PORT|unix:PATH [--platform nitro|sev-snp|simulator]
  *     [--sim-state DIR] [--sim-evidence nitro|sev-snp] [--image-id HEX | --image FILE...]
  *     [--kms vsock:3:8000|unix:PATH|tcp:HOST:PORT] [--kms-endpoint URL] [--region R]
- *     [--privacy-budget-file F] [--max-frame BYTES]
+ *     [--require-dp] [--max-frame BYTES]
  *
  * stderr carries one-line logs (no plaintext, key or ciphertext); the line `listening on ...` says
  * the worker accepts connections.
@@ -38,8 +38,8 @@ aggregates, and returns only attested aggregates.
   --kms EP                 stream to the host's KMS proxy: vsock:3:8000 (default), unix:PATH, tcp:HOST:PORT
   --kms-endpoint URL       KMS endpoint (default https://kms.REGION.amazonaws.com)
   --region R               AWS region (default us-east-1)
-  --privacy-budget-file F  per-dataset epsilon budget kept across jobs
-  --require-dp             answer only differentially private queries (see README: privacy guards)
+  --require-dp             answer only differentially private queries, even where the owner's
+                           sealed release policy allows exact ones (the shipped image sets it)
   --max-frame BYTES        largest frame accepted (default ${DEFAULT_MAX_FRAME})
   --kms-timeout MS         bound on one KMS Decrypt, retries included (default 20000)
   --exit-with-stdin        exit when standard input closes (a host that started this worker died)
@@ -152,7 +152,6 @@ export async function main(argv: string[]): Promise<number> {
         kms: { type: 'string' },
         'kms-endpoint': { type: 'string' },
         region: { type: 'string' },
-        'privacy-budget-file': { type: 'string' },
         'require-dp': { type: 'boolean' },
         'max-frame': { type: 'string' },
         'kms-timeout': { type: 'string' },
@@ -186,6 +185,8 @@ export async function main(argv: string[]): Promise<number> {
       keyPair,
       region,
       ...(values['kms-endpoint'] ? { endpoint: values['kms-endpoint'] } : {}),
+      // Plain http only to the loopback simulator; on nitro / sev-snp the KMS endpoint must be TLS.
+      ...(platform.kind === 'simulator' ? { allowPlainHttp: true } : {}),
       connect: kmsConnector(kmsEp),
       ...(kmsTimeout !== undefined ? { requestTimeoutMs: kmsTimeout, connectTimeoutMs: Math.min(kmsTimeout, 5000) } : {}),
     });
@@ -196,7 +197,6 @@ export async function main(argv: string[]): Promise<number> {
       loadKeys: (refs) => kms.loadKeys(refs),
       decryptor,
       log,
-      ...(values['privacy-budget-file'] ? { privacyBudgetFile: values['privacy-budget-file'] } : {}),
       requireDp: values['require-dp'] === true,
     });
     const server = await listenSessions(listen, (stream) => serveSession(stream, worker.handler(), { maxFrame }), { log });

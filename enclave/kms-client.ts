@@ -18,6 +18,12 @@
  * For a plain-http endpoint (the loopback KMS simulator, which ignores SigV4) dummy credentials are
  * used when none are given.
  *
+ * Plain http is refused unless `allowPlainHttp` is set, and that option is refused on a platform whose
+ * kind is known and is not `simulator`: the host carries the KMS traffic, so over plain http it can
+ * play KMS and wrap a data key of its choosing to the enclave's public key (which is in every
+ * attestation document). Every answer must also name, as `KeyId`, exactly the key ARN the reference
+ * names (when it names one): a genuine KMS answer for another key (the host's own, say) is refused.
+ *
  * Nothing here logs. Errors name the key reference and KMS's error name, never key bytes.
  */
 import http from 'node:http';
@@ -55,11 +61,18 @@ export interface KmsKeyReference {
 }
 
 export interface EnclaveKmsOptions {
-  platform: Pick<Platform, 'attest'>;
+  /** `kind`, when present, gates `allowPlainHttp` (only `simulator` may use it). */
+  platform: Pick<Platform, 'attest'> & Partial<Pick<Platform, 'kind'>>;
   keyPair: RecipientKeyPair;
   region: string;
   /** `https://kms.<region>.amazonaws.com` by default; `http://127.0.0.1:PORT` for the simulator. */
   endpoint?: string;
+  /**
+   * Accept an `http:` endpoint (the loopback KMS simulator). Default false: an `http:` endpoint is then
+   * refused (ERR_CONFIG_INVALID / insecure_endpoint). Refused as well when `platform.kind` is given
+   * and is not `simulator`.
+   */
+  allowPlainHttp?: boolean;
   /** A fresh byte stream to the KMS endpoint (through the host's proxy). Called once per connection. */
   connect: () => Promise<Duplex>;
   /** TLS settings for https endpoints: extra CA (tests, private KMS), SNI override. */
@@ -234,6 +247,15 @@ export class EnclaveKms {
     if (options.endpoint !== undefined) {
       const u = new URL(options.endpoint);
       if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new TypeError('"endpoint" expected an http(s) URL');
+      if (u.protocol === 'http:') {
+        const kind = options.platform?.kind;
+        if (options.allowPlainHttp !== true || (kind !== undefined && kind !== 'simulator'))
+          throw new ToolkitError(
+            'ERR_CONFIG_INVALID',
+            `KMS endpoint ${u.protocol}//${u.host} is plain http: only the simulator platform may use one (allowPlainHttp); use https`,
+            { reason: 'insecure_endpoint' },
+          );
+      }
     }
     this.#o = options;
     this.#connectTimeout = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -306,6 +328,10 @@ export class EnclaveKms {
       out.Plaintext.fill(0);
       throw kmsError('ERR_KMS_RECIPIENT', `KMS returned a plaintext data key for "${ref.ref}" although a Recipient was sent`, 'plaintext_returned');
     }
+    // AWS names the key it used by its ARN; the manifest names the owner's key by its ARN. Anything
+    // else (another key, another spelling, no key) is an answer about some other key.
+    if (ref.keyId !== undefined && out.KeyId !== ref.keyId)
+      throw kmsError('ERR_KMS_RECIPIENT', `KMS response for "${ref.ref}" does not name the key the reference names`, 'key_id');
     const cfr = out.CiphertextForRecipient;
     if (!(cfr instanceof Uint8Array) || cfr.length === 0)
       throw kmsError('ERR_KMS_RECIPIENT', `KMS response for "${ref.ref}" has no CiphertextForRecipient`, 'missing');

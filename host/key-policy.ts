@@ -5,9 +5,12 @@
  *
  * Evaluation follows AWS: an explicit Deny wins, otherwise an Allow is needed, otherwise the request
  * is implicitly denied. Conditions: operators are ANDed, keys inside an operator are ANDed, the
- * values of one key are ORed. A missing condition key makes positive operators false and negated
- * operators true, exactly as IAM does, so a Deny with `StringNotEquals` also catches a request that
- * has no attestation at all.
+ * values of one key are ORed. Operators and set qualifiers follow IAM (see `conditionHolds`):
+ * - plain operators: a missing key makes positive operators false and negated operators true, so a
+ *   Deny with `StringNotEquals` also catches a request that has no attestation at all;
+ * - `ForAnyValue:` is true when at least one request value satisfies the operator (for a negated
+ *   operator: matches none of the policy values), and false when the key is missing;
+ * - `ForAllValues:` is true when every request value satisfies it, and true when the key is missing.
  */
 import { ToolkitError } from '../attestation/errors.js';
 
@@ -46,11 +49,14 @@ interface Condition {
   values: string[];
 }
 
+/** One `Principal.AWS` entry: a whole account (account id or `:root` ARN) or one IAM role/user. */
+type PrincipalEntry = { kind: 'account'; account: string } | { kind: 'arn'; account: string; arn: string };
+
 interface Statement {
   sid: string | undefined;
   effect: 'Allow' | 'Deny';
-  /** `null` means `*`; otherwise the account ids the principals belong to. */
-  principalAccounts: string[] | null;
+  /** `null` means `*`. */
+  principals: PrincipalEntry[] | null;
   actions: Matcher[];
   resources: Matcher[];
   conditions: Condition[];
@@ -68,6 +74,14 @@ export interface RequestContext {
   resource: string;
   /** The caller's account id. */
   account: string;
+  /**
+   * The caller's ARN (`arn:aws:iam::ACCT:root`, `...:role/NAME`, `...:user/NAME`, or an STS session
+   * `arn:aws:sts::ACCT:assumed-role/NAME/SESSION`). When given, a statement naming a role or user
+   * applies only to that principal (or a session of that role), as in AWS. When absent (the simulator:
+   * it checks no signature, so every caller is "the account"), any principal of `account` matches.
+   * An account id or `:root` ARN in a statement matches every principal of that account either way.
+   */
+  principal?: string;
   /** Condition key (any case) -> values. Absent key = not in the request. */
   keys: ReadonlyMap<string, readonly string[]>;
 }
@@ -126,19 +140,32 @@ function glob(pattern: string, ignoreCase: boolean): Matcher {
 const ACCOUNT_RE = /^\d{12}$/;
 const IAM_ARN_RE = /^arn:aws[a-z-]*:iam::(\d{12}):(root|(?:user|role|assumed-role|federated-user)\/[\w+=,.@\/-]+)$/;
 
-function principalAccounts(v: unknown): string[] | null {
+function parsePrincipals(v: unknown): PrincipalEntry[] | null {
   if (v === '*') return null;
   if (!isRecord(v)) return bad('Principal must be "*" or {"AWS": ...}', 'principal');
   const keys = Object.keys(v);
   if (keys.length !== 1 || keys[0] !== 'AWS') bad('only AWS principals are supported', 'principal');
   const list = stringList(v.AWS, 'Principal.AWS');
   if (list.includes('*')) return null;
-  return list.map((p) => {
-    if (ACCOUNT_RE.test(p)) return p;
+  return list.map((p): PrincipalEntry => {
+    if (ACCOUNT_RE.test(p)) return { kind: 'account', account: p };
     const m = IAM_ARN_RE.exec(p);
     if (!m) return bad(`invalid principal ${JSON.stringify(p.slice(0, 100))}`, 'principal');
-    return m[1]!;
+    return m[2] === 'root' ? { kind: 'account', account: m[1]! } : { kind: 'arn', account: m[1]!, arn: p };
   });
+}
+
+const STS_SESSION_RE = /^arn:aws[a-z-]*:sts::(\d{12}):assumed-role\/([\w+=,.@-]+)\/[\w+=,.@-]+$/;
+
+/** Does the statement's principal entry name the caller? */
+function principalMatches(e: PrincipalEntry, ctx: RequestContext): boolean {
+  if (e.account !== ctx.account) return false;
+  if (e.kind === 'account' || ctx.principal === undefined) return true;
+  if (e.arn === ctx.principal) return true;
+  // A role in a key policy also names its sessions: arn:aws:sts::ACCT:assumed-role/NAME/SESSION.
+  const roleName = /:role\/(?:[\w+=,.@-]+\/)*([\w+=,.@-]+)$/.exec(e.arn)?.[1];
+  const s = STS_SESSION_RE.exec(ctx.principal);
+  return roleName !== undefined && s !== null && s[1] === e.account && s[2] === roleName;
 }
 
 function parseConditions(v: unknown): Condition[] {
@@ -187,7 +214,7 @@ function parseStatement(s: unknown, i: number): Statement {
   return {
     sid: s.Sid as string | undefined,
     effect: s.Effect as 'Allow' | 'Deny',
-    principalAccounts: principalAccounts(s.Principal),
+    principals: parsePrincipals(s.Principal),
     actions,
     resources,
     conditions: parseConditions(s.Condition),
@@ -247,25 +274,24 @@ const NEGATION: Partial<Record<Operator, Operator>> = {
 
 function conditionHolds(c: Condition, keys: ReadonlyMap<string, readonly string[]>): boolean {
   const actual = keys.get(c.key);
-  if (c.op === 'Null') {
-    const absent = actual === undefined || actual.length === 0;
-    return c.values.some((v) => (v === 'true') === absent);
-  }
+  const absent = actual === undefined || actual.length === 0;
+  if (c.op === 'Null') return c.values.some((v) => (v === 'true') === absent);
   const positive = NEGATION[c.op];
   const op = positive ?? c.op;
   const matchesAny = (a: string): boolean => c.values.some((e) => matchOne(op, a, e));
-  if (c.qualifier === 'ForAllValues') {
-    // IAM: true for an empty or missing set.
-    const vals = actual ?? [];
-    return positive ? vals.every((a) => !matchesAny(a)) : vals.every(matchesAny);
-  }
-  if (actual === undefined || actual.length === 0) return positive !== undefined;
-  // Plain operators on a single-valued key and ForAnyValue both ask "does some value match".
+  // One request value against the operator: positive "matches one of the policy values", negated
+  // "matches none of them". The set qualifiers quantify this per-value test over the request's values.
+  const satisfies = (a: string): boolean => (positive ? !matchesAny(a) : matchesAny(a));
+  if (c.qualifier === 'ForAllValues') return absent || actual.every(satisfies);
+  if (c.qualifier === 'ForAnyValue') return !absent && actual.some(satisfies);
+  // Plain operators: a missing key makes positive operators false and negated ones true; otherwise a
+  // negated operator is the negation of its positive form ("no request value matches any policy value").
+  if (absent) return positive !== undefined;
   return positive ? !actual.some(matchesAny) : actual.some(matchesAny);
 }
 
 function applies(s: Statement, ctx: RequestContext, keys: ReadonlyMap<string, readonly string[]>): boolean {
-  if (s.principalAccounts !== null && !s.principalAccounts.includes(ctx.account)) return false;
+  if (s.principals !== null && !s.principals.some((e) => principalMatches(e, ctx))) return false;
   if (!s.actions.some((a) => a(ctx.action))) return false;
   if (!s.resources.some((r) => r(ctx.resource))) return false;
   return s.conditions.every((c) => conditionHolds(c, keys));
@@ -298,20 +324,32 @@ export function defaultKeyPolicy(account: string): string {
 }
 
 export interface EnclavePolicyOptions {
-  /** PCR index -> expected value (48 bytes, SHA-384). */
-  pcrs: ReadonlyMap<number, Uint8Array>;
-  /** Expected image digest (= PCR0), 48 bytes. */
-  imageSha384?: Uint8Array;
-  /** 12-digit account id; default: taken from keyAdmin or role. */
+  /**
+   * PCR index -> expected value (48 bytes, SHA-384), or several accepted values (a rolling deploy:
+   * the old and the new image); the condition then lists them, and any one of them matches.
+   */
+  pcrs: ReadonlyMap<number, Uint8Array | readonly Uint8Array[]>;
+  /** Expected image digest (= PCR0), 48 bytes; several values as for `pcrs`. */
+  imageSha384?: Uint8Array | readonly Uint8Array[];
+  /** 12-digit id of the key's account; when given, keyAdmin and dataOwner must belong to it. */
   account?: string;
-  /** Who manages the key; default the account root. */
-  keyAdmin?: string;
-  /** The enclave's parent-instance role; default the account root. */
-  role?: string;
+  /** Required. IAM role or user that administers the key: key-management actions only, no data keys. */
+  keyAdmin: string;
+  /** Required. IAM role or user that creates data keys and encrypts, without a Recipient only. */
+  dataOwner: string;
+  /**
+   * Required. IAM role of the enclave's parent instance (whose credentials the enclave uses): Decrypt
+   * and GenerateDataKey only with a Recipient whose attested values match. May be in another account.
+   */
+  role: string;
 }
 
+/**
+ * Key management only. Deliberately no `kms:Create*` (it includes CreateGrant, which could hand data
+ * keys to anyone) and nothing that uses the key: no Encrypt, Decrypt, GenerateDataKey*, ReEncrypt*.
+ */
 const ADMIN_ACTIONS = [
-  'kms:Create*',
+  'kms:CreateAlias',
   'kms:Describe*',
   'kms:Enable*',
   'kms:List*',
@@ -329,53 +367,80 @@ const ADMIN_ACTIONS = [
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
+/** A principal the builder accepts: one IAM role or user, never an account, its root, or `*`. */
+const ROLE_OR_USER_RE = /^arn:aws[a-z-]*:iam::(\d{12}):(?:role|user)\/[\w+=,.@\/-]+$/;
+
+function attestedValues(label: string, v: Uint8Array | readonly Uint8Array[]): string | string[] {
+  const list = v instanceof Uint8Array ? [v] : [...v];
+  if (list.length === 0) throw new RangeError(`"${label}" expected at least one value`);
+  const out: string[] = [];
+  for (const b of list) {
+    if (!(b instanceof Uint8Array) || b.length !== 48) throw new RangeError(`"${label}" expected 48 bytes, got ${b instanceof Uint8Array ? b.length : typeof b}`);
+    const h = hex(b);
+    if (!out.includes(h)) out.push(h);
+  }
+  return out.length === 1 ? out[0]! : out;
+}
+
 /**
- * The key policy for "only this enclave image may decrypt": the admin manages the key and may create
- * data keys (the data owner's side), the role may Decrypt / GenerateDataKey only with a Recipient whose
- * attested PCRs match, and an explicit Deny refuses any Decrypt that carries no attestation, so an IAM
- * policy cannot widen it either.
+ * The key policy for "only this enclave image may decrypt", with three distinct principals:
+ * - the key admin manages the key (never uses it);
+ * - the data owner creates data keys and encrypts, only without a Recipient (never Decrypt);
+ * - the parent-instance role may Decrypt / GenerateDataKey only with a Recipient whose attested values
+ *   match (StringEqualsIgnoreCase; several values of one PCR are alternatives);
+ * - an explicit Deny to everyone of Decrypt and ReEncrypt* without attestation, so no IAM policy or
+ *   grant can widen it.
+ * No statement gives Decrypt or GenerateDataKey* to `*` or to an account (root). Throws TypeError when a
+ * principal is missing, is not an IAM role/user ARN (an account id, a `:root` ARN, `*`), or two of the
+ * three are the same: the role must not create data keys without attestation (the host could mint
+ * data keys, and seals, under the owner's key), nor administer the key.
  */
 export function buildEnclaveKeyPolicy(o: EnclavePolicyOptions): string {
-  const accountOf = (arn: string | undefined): string | undefined => (arn === undefined ? undefined : IAM_ARN_RE.exec(arn)?.[1]);
-  for (const [label, arn] of [
+  const principals = [
     ['keyAdmin', o.keyAdmin],
+    ['dataOwner', o.dataOwner],
     ['role', o.role],
-  ] as const)
-    if (arn !== undefined && !IAM_ARN_RE.test(arn)) throw new TypeError(`"${label}" expected an IAM ARN like arn:aws:iam::111122223333:role/name`);
-  const account = o.account ?? accountOf(o.keyAdmin) ?? accountOf(o.role);
-  if (account === undefined) throw new TypeError('"account" is required when neither keyAdmin nor role is given');
-  if (!ACCOUNT_RE.test(account)) throw new TypeError('"account" expected a 12-digit AWS account id');
-  if (o.pcrs.size === 0 && o.imageSha384 === undefined) throw new TypeError('at least one PCR or the image digest is required');
-  const attestation: Record<string, string> = {};
-  if (o.imageSha384 !== undefined) {
-    if (o.imageSha384.length !== 48) throw new RangeError('"imageSha384" expected 48 bytes');
-    attestation['kms:RecipientAttestation:ImageSha384'] = hex(o.imageSha384);
+  ] as const;
+  for (const [label, arn] of principals) {
+    if (typeof arn !== 'string' || arn.length === 0) throw new TypeError(`"${label}" is required: an IAM role or user ARN like arn:aws:iam::111122223333:role/name`);
+    if (!ROLE_OR_USER_RE.test(arn))
+      throw new TypeError(`"${label}" expected an IAM role or user ARN like arn:aws:iam::111122223333:role/name (not an account, its root, or "*")`);
   }
+  for (let i = 0; i < principals.length; i++)
+    for (let j = i + 1; j < principals.length; j++)
+      if (principals[i]![1] === principals[j]![1]) throw new TypeError(`"${principals[i]![0]}" and "${principals[j]![0]}" must be different principals`);
+  if (o.account !== undefined) {
+    if (!ACCOUNT_RE.test(o.account)) throw new TypeError('"account" expected a 12-digit AWS account id');
+    for (const [label, arn] of principals.slice(0, 2))
+      if (ROLE_OR_USER_RE.exec(arn)![1] !== o.account) throw new TypeError(`"${label}" is not in account ${o.account}`);
+  }
+  if (o.pcrs.size === 0 && o.imageSha384 === undefined) throw new TypeError('at least one PCR or the image digest is required');
+  const attestation: Record<string, string | string[]> = {};
+  if (o.imageSha384 !== undefined) attestation['kms:RecipientAttestation:ImageSha384'] = attestedValues('imageSha384', o.imageSha384);
   for (const [i, v] of [...o.pcrs].sort((a, b) => a[0] - b[0])) {
     if (!Number.isInteger(i) || i < 0 || i > 31) throw new RangeError(`PCR index ${i} out of range 0..31`);
-    if (v.length !== 48) throw new RangeError(`"PCR${i}" expected 48 bytes, got ${v.length}`);
-    attestation[`kms:RecipientAttestation:PCR${i}`] = hex(v);
+    attestation[`kms:RecipientAttestation:PCR${i}`] = attestedValues(`PCR${i}`, v);
   }
-  const root = `arn:aws:iam::${account}:root`;
+  const noAttestation = { Null: { 'kms:RecipientAttestation:ImageSha384': 'true' } };
   return JSON.stringify(
     {
       Version: '2012-10-17',
       Id: 'enclavekit-enclave-key-policy',
       Statement: [
-        { Sid: 'KeyAdministration', Effect: 'Allow', Principal: { AWS: o.keyAdmin ?? root }, Action: ADMIN_ACTIONS, Resource: '*' },
+        { Sid: 'KeyAdministration', Effect: 'Allow', Principal: { AWS: o.keyAdmin }, Action: ADMIN_ACTIONS, Resource: '*' },
         {
           Sid: 'DataOwnerCreatesDataKeys',
           Effect: 'Allow',
-          Principal: { AWS: o.keyAdmin ?? root },
-          Action: ['kms:Encrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKeyWithoutPlaintext'],
+          Principal: { AWS: o.dataOwner },
+          Action: ['kms:GenerateDataKey', 'kms:Encrypt', 'kms:DescribeKey'],
           Resource: '*',
           // Without a Recipient only: an attested request must match the image statement below.
-          Condition: { Null: { 'kms:RecipientAttestation:ImageSha384': 'true' } },
+          Condition: noAttestation,
         },
         {
           Sid: 'EnclaveImageDecrypts',
           Effect: 'Allow',
-          Principal: { AWS: o.role ?? root },
+          Principal: { AWS: o.role },
           Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
           Resource: '*',
           Condition: { StringEqualsIgnoreCase: attestation },
@@ -384,9 +449,9 @@ export function buildEnclaveKeyPolicy(o: EnclavePolicyOptions): string {
           Sid: 'DenyDecryptWithoutAttestation',
           Effect: 'Deny',
           Principal: '*',
-          Action: ['kms:Decrypt', 'kms:ReEncryptFrom'],
+          Action: ['kms:Decrypt', 'kms:ReEncrypt*'],
           Resource: '*',
-          Condition: { Null: { 'kms:RecipientAttestation:ImageSha384': 'true' } },
+          Condition: noAttestation,
         },
       ],
     },

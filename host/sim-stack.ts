@@ -155,7 +155,17 @@ export async function startSimStack(opts: SimStackOptions = {}): Promise<SimStac
         credentials: { accessKeyId: 'enclavekit-simulator', secretAccessKey: 'enclavekit-simulator' },
       });
       try {
-        const policy = buildEnclaveKeyPolicy({ pcrs: new Map([[0, pcr0]]), account: DEFAULT_ACCOUNT_ID });
+        // Three distinct principals, as `enclavekit policy` requires. The simulator checks no
+        // signature, so every caller is every principal of its account: the demo's encrypt step
+        // (GenerateDataKey, no Recipient) passes as the data owner and the worker's attested Decrypt as
+        // the role, while a Decrypt without attestation still meets the explicit Deny.
+        const policy = buildEnclaveKeyPolicy({
+          pcrs: new Map([[0, pcr0]]),
+          account: DEFAULT_ACCOUNT_ID,
+          keyAdmin: `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:role/enclavekit-sim-key-admin`,
+          dataOwner: `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:role/enclavekit-sim-data-owner`,
+          role: `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:role/enclavekit-sim-parent`,
+        });
         const out = await client.send(new CreateKeyCommand({ Policy: policy, Description: 'enclavekit demo key' }));
         const id = out.KeyMetadata?.KeyId;
         if (!id) throw new ToolkitError('ERR_KMS_REQUEST', 'CreateKey returned no key id', { reason: 'create_key' });

@@ -1,23 +1,28 @@
 /**
  * `enclavekit policy`: print an AWS KMS key policy that lets only one enclave image decrypt.
  *
- *   enclavekit policy --pcr N=HEX... [--image-sha384 HEX] [--key-admin ARN] [--role ARN] [--account ID]
+ *   enclavekit policy --pcr N=HEX... [--image-sha384 HEX] --key-admin ARN --data-owner ARN --role ARN [--account ID]
  */
 import { parseArgs } from 'node:util';
 import { buildEnclaveKeyPolicy } from '../key-policy.js';
 import { EXIT_OK, UsageError, usage, type CliIO } from './io.js';
 
-const HELP = `usage: enclavekit policy --pcr N=HEX... [--image-sha384 HEX] [--key-admin ARN] [--role ARN] [--account ID]
+const HELP = `usage: enclavekit policy --pcr N=HEX... [--image-sha384 HEX] --key-admin ARN --data-owner ARN --role ARN [--account ID]
 
-Print a KMS key policy (JSON) for a real AWS key or the simulator: the admin manages the key and
-may create data keys; Decrypt and GenerateDataKey with a Recipient succeed only for an enclave whose
-attested PCRs match; any Decrypt without attestation, and any ReEncrypt, is denied.
+Print a KMS key policy (JSON) for a real AWS key or the simulator, naming three distinct IAM roles or
+users (never the account root, an account id or "*"): the key admin manages the key and never uses
+it; the data owner creates data keys and encrypts, without a Recipient only; the role may Decrypt and
+GenerateDataKey only with a Recipient whose attested PCRs match; any Decrypt or ReEncrypt without
+attestation is denied to everyone.
 
-  --pcr N=HEX          expected PCR N (0..31), 96 hex digits (SHA-384); repeatable
-  --image-sha384 HEX   expected image digest (kms:RecipientAttestation:ImageSha384, equals PCR0)
-  --key-admin ARN      IAM principal that administers the key (default: the account root)
-  --role ARN           IAM role of the parent instance that calls KMS (default: the account root)
-  --account ID         12-digit account id (default: taken from --key-admin or --role)
+  --pcr N=HEX          expected PCR N (0..31), 96 hex digits (SHA-384); repeatable. Several values of
+                       one PCR (--pcr 0=OLD --pcr 0=NEW, a rolling deploy) are alternatives.
+  --image-sha384 HEX   expected image digest (kms:RecipientAttestation:ImageSha384, equals PCR0);
+                       repeatable like --pcr
+  --key-admin ARN      required: IAM role/user that administers the key (key management only)
+  --data-owner ARN     required: IAM role/user that creates data keys (no Recipient, no Decrypt)
+  --role ARN           required: IAM role of the parent instance whose credentials the enclave uses
+  --account ID         12-digit id of the key's account: --key-admin and --data-owner must be in it
 `;
 
 function hex48(v: string, label: string): Uint8Array {
@@ -33,8 +38,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       allowPositionals: false,
       options: {
         pcr: { type: 'string', multiple: true },
-        'image-sha384': { type: 'string' },
+        'image-sha384': { type: 'string', multiple: true },
         'key-admin': { type: 'string' },
+        'data-owner': { type: 'string' },
         role: { type: 'string' },
         account: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -45,25 +51,38 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     io.stdout.write(HELP);
     return EXIT_OK;
   }
-  const pcrs = new Map<number, Uint8Array>();
+  const pcrs = new Map<number, Uint8Array[]>();
+  const add = (list: Uint8Array[], v: Uint8Array): void => {
+    if (!list.some((x) => Buffer.from(x).equals(Buffer.from(v)))) list.push(v);
+  };
   for (const p of values.pcr ?? []) {
     const m = /^(\d{1,2})=(.*)$/.exec(p);
     if (!m) throw new UsageError(`--pcr expects N=HEX, got ${JSON.stringify(p.slice(0, 40))}`);
     const n = Number(m[1]);
     if (n > 31) throw new UsageError('--pcr index must be 0..31');
-    if (pcrs.has(n)) throw new UsageError(`--pcr ${n} given twice`);
-    pcrs.set(n, hex48(m[2]!, `--pcr ${n}`));
+    const list = pcrs.get(n) ?? [];
+    add(list, hex48(m[2]!, `--pcr ${n}`));
+    pcrs.set(n, list);
   }
-  const image = values['image-sha384'] === undefined ? undefined : hex48(values['image-sha384'], '--image-sha384');
-  if (pcrs.size === 0 && image === undefined) throw new UsageError('give at least one --pcr N=HEX or --image-sha384 HEX');
+  const images: Uint8Array[] = [];
+  for (const v of values['image-sha384'] ?? []) add(images, hex48(v, '--image-sha384'));
+  if (pcrs.size === 0 && images.length === 0) throw new UsageError('give at least one --pcr N=HEX or --image-sha384 HEX');
   const pcr0 = pcrs.get(0);
-  if (image !== undefined && pcr0 !== undefined && !Buffer.from(image).equals(Buffer.from(pcr0)))
-    throw new UsageError('--image-sha384 is PCR0 and differs from --pcr 0');
-  if (values.account === undefined && values['key-admin'] === undefined && values.role === undefined)
-    throw new UsageError('give --account ID (or --key-admin / --role ARNs to take it from)');
+  const sameSet = (a: Uint8Array[], b: Uint8Array[]): boolean => a.length === b.length && a.every((x) => b.some((y) => Buffer.from(x).equals(Buffer.from(y))));
+  if (images.length > 0 && pcr0 !== undefined && !sameSet(images, pcr0)) throw new UsageError('--image-sha384 is PCR0 and differs from --pcr 0');
+  const missing = (['key-admin', 'data-owner', 'role'] as const).filter((k) => values[k] === undefined);
+  if (missing.length > 0)
+    throw new UsageError(`${missing.map((k) => `--${k} ARN`).join(', ')} required: the key admin, the data owner and the enclave's parent-instance role, three distinct IAM roles or users`);
   let text: string;
   try {
-    text = buildEnclaveKeyPolicy({ pcrs, imageSha384: image, account: values.account, keyAdmin: values['key-admin'], role: values.role });
+    text = buildEnclaveKeyPolicy({
+      pcrs,
+      ...(images.length > 0 ? { imageSha384: images } : {}),
+      ...(values.account !== undefined ? { account: values.account } : {}),
+      keyAdmin: values['key-admin']!,
+      dataOwner: values['data-owner']!,
+      role: values.role!,
+    });
   } catch (e) {
     if (e instanceof TypeError || e instanceof RangeError) throw new UsageError(e.message);
     throw e;

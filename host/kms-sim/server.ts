@@ -6,11 +6,13 @@
  * `Plaintext`, exactly like AWS.
  *
  * The SigV4 signature is not checked: the simulator has a single account and every caller is a
- * principal of it.
+ * principal of it. Because nothing authenticates a caller, the Host header is checked before anything
+ * else (see `hostAllowed`): a web page that re-points its own DNS name at 127.0.0.1 (DNS rebinding)
+ * sends its own name as Host and is refused.
  */
 import { createPublicKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { AttestationError, isToolkitError, ToolkitError } from '../../attestation/errors.js';
 import { verifyNitro } from '../../attestation/nitro/node.js';
 import { isDebugMode } from '../../attestation/nitro/policy.js';
@@ -55,6 +57,12 @@ export interface KmsSimulatorOptions {
   accountId?: string;
   region?: string;
   maxBodyBytes?: number;
+  /**
+   * Extra Host header values to answer, exactly (case-insensitive), e.g. `kms.us-east-1.amazonaws.com`
+   * for a TLS front end that forwards to the simulator. Only for callers that put such a front end
+   * there themselves: every other Host is refused (see `hostAllowed`).
+   */
+  allowHosts?: readonly string[];
   /** One line per request (operation, status, error type); never request or response bodies. */
   log?: (line: string) => void;
 }
@@ -184,6 +192,28 @@ function defaultVerifier(document: Uint8Array, ctx: RecipientVerifyContext): Rec
   return { platform: v.platform, pcrs: v.pcrs, publicKey: v.publicKey };
 }
 
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
+
+/**
+ * The Host values the simulator answers: the loopback names and the configured host, each with the
+ * bound port (no port only when that port is 80, as clients omit it). Bound to a wildcard address
+ * (0.0.0.0 / ::), any IP literal with the port is accepted too: DNS rebinding needs a DNS name, and a
+ * literal cannot be re-pointed. Never any other name.
+ */
+export function hostAllowed(hostHeader: string | undefined, configuredHost: string, port: number): boolean {
+  if (typeof hostHeader !== 'string' || hostHeader.length === 0 || hostHeader.length > 300) return false;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+)(?::(\d{1,5}))?$/.exec(hostHeader);
+  if (!m) return false;
+  if ((m[2] === undefined ? 80 : Number(m[2])) !== port) return false;
+  const name = m[1]!.toLowerCase();
+  const bracket = (h: string): string => (isIP(h) === 6 ? `[${h}]` : h);
+  const configured = bracket(configuredHost.toLowerCase());
+  const names = new Set(['127.0.0.1', 'localhost', '[::1]']);
+  if (!WILDCARD_HOSTS.has(configured)) return names.has(name) || name === configured;
+  const literal = name.startsWith('[') ? name.slice(1, -1) : name;
+  return names.has(name) || (isIP(literal) !== 0 && (isIP(literal) === 6) === name.startsWith('['));
+}
+
 export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<KmsSimulator> {
   const host = options.host ?? '127.0.0.1';
   const account = options.accountId ?? DEFAULT_ACCOUNT_ID;
@@ -200,6 +230,7 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
   }
   if (!/^\d{12}$/.test(account)) throw new TypeError('"accountId" expected 12 digits');
   const log = options.log ?? (() => undefined);
+  const extraHosts = new Set((options.allowHosts ?? []).map((h) => h.toLowerCase()));
   const store = await KeyStore.open(options.stateDir);
   const policies = new Map<string, { text: string; parsed: KeyPolicy }>();
   const caller = `arn:aws:iam::${account}:root`;
@@ -568,8 +599,21 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
     });
   }
 
+  let boundPort = 0;
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let op = '-';
+    const hostHeader = req.headers.host;
+    if (!hostAllowed(hostHeader, host, boundPort) && !(typeof hostHeader === 'string' && extraHosts.has(hostHeader.toLowerCase()))) {
+      // Refused before the body is read. 403 (not KMS's usual 400) because the request is refused
+      // for where it is addressed, not for its content or a key policy; AccessDeniedException because
+      // that is the name AWS clients already treat as "not allowed". The Host value is not logged: it
+      // is the caller's text.
+      sendFault(res, fault('AccessDeniedException', 'The Host header does not name this KMS simulator (expected its loopback address and port)', 403), true);
+      res.on('finish', () => req.socket.destroy());
+      log('- 403 AccessDeniedException host');
+      return;
+    }
     try {
       if (req.method !== 'POST' || req.url !== '/') throw fault('UnknownOperationException', 'Only POST / is supported', 404);
       const target = req.headers['x-amz-target'];
@@ -605,7 +649,9 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
     }
   }
 
-  const server: Server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
+  // requireHostHeader off: a request without Host gets our own JSON refusal (hostAllowed) rather than
+  // Node's bare 400.
+  const server: Server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16 * 1024, requireHostHeader: false }, (req, res) => {
     void handle(req, res);
   });
   server.keepAliveTimeout = 5_000;
@@ -617,6 +663,7 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
     });
   });
   const addr = server.address() as AddressInfo;
+  boundPort = addr.port;
   const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   let closing: Promise<void> | undefined;
   return {

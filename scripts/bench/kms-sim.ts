@@ -35,7 +35,7 @@ export async function main(): Promise<void> {
     const pcr0 = new Uint8Array(48).fill(7);
     const spki = new Uint8Array(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' }));
     const doc = await issueNitroDocument(ca, { moduleId: 'i-0bench-enc0bench', timestamp: now, pcrs: new Map([[0, pcr0]]), publicKey: spki });
-    const keyId = (await kms.send(new CreateKeyCommand({ Policy: buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, pcr0]]) }) }))).KeyMetadata!.KeyId!;
+    const keyId = (await kms.send(new CreateKeyCommand({ Policy: buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, pcr0]]), keyAdmin: 'arn:aws:iam::111122223333:role/key-admin', dataOwner: 'arn:aws:iam::111122223333:role/data-owner', role: 'arn:aws:iam::111122223333:role/enclave-parent' }) }))).KeyMetadata!.KeyId!;
     const plainKey = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
     const ctx = { dataset: 'bench' };
     const blobPlain = (await kms.send(new EncryptCommand({ KeyId: plainKey, Plaintext: new Uint8Array(32), EncryptionContext: ctx }))).CiphertextBlob!;

@@ -57,7 +57,7 @@ export async function main(): Promise<void> {
     const port = Number(new URL(kms.url).port);
     const imageId = new Uint8Array(48).fill(1);
     const owner = new KMSClient({ region: 'us-east-1', endpoint: kms.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' } });
-    const policy = buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, simulatedBootPcrs({ imageId }).get(0)!]]) });
+    const policy = buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, simulatedBootPcrs({ imageId }).get(0)!]]), keyAdmin: 'arn:aws:iam::111122223333:role/key-admin', dataOwner: 'arn:aws:iam::111122223333:role/data-owner', role: 'arn:aws:iam::111122223333:role/enclave-parent' });
     const keyId = (await owner.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.KeyId!;
     const ctx = { 'enclavekit:dataset': 'bench' };
     const blob = (await owner.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: ctx }))).CiphertextBlob!;
@@ -67,6 +67,7 @@ export async function main(): Promise<void> {
       keyPair: await generateRecipientKeyPair(2048),
       region: 'us-east-1',
       endpoint: kms.url,
+      allowPlainHttp: true,
       connect: () =>
         new Promise((resolve, reject) => {
           const s = net.connect(port, '127.0.0.1');

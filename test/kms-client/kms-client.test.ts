@@ -36,6 +36,9 @@ let port: number;
 let keys: RecipientKeyPair;
 let dataKey: Uint8Array;
 let blob: Uint8Array;
+/** The key ARN, as GenerateDataKey returned it (and as encrypt writes it into the manifest). */
+let keyArn: string;
+let keyUuid: string;
 const servers: { close(cb?: () => void): unknown }[] = [];
 
 /** Resolves once connected, as the `connect` contract asks (addon streams behave the same). */
@@ -70,12 +73,23 @@ async function unixProxy(path: string, toPort: number): Promise<void> {
   await listen(srv, path);
 }
 
+/** `enclavekit policy`'s key policy for PCR0 (three distinct principals; the simulator is one account). */
+const enclavePolicy = (pcr0: Uint8Array): string =>
+  buildEnclaveKeyPolicy({
+    account: '111122223333',
+    pcrs: new Map([[0, pcr0]]),
+    keyAdmin: 'arn:aws:iam::111122223333:role/key-admin',
+    dataOwner: 'arn:aws:iam::111122223333:role/data-owner',
+    role: 'arn:aws:iam::111122223333:role/enclave-parent',
+  });
+
 function platform(imageId: Uint8Array): SimNitroPlatform {
   return new SimNitroPlatform({ ca: state.nitroCa, identity: { imageId }, now: () => NOW });
 }
 
 function client(o: Partial<EnclaveKmsOptions> & Pick<EnclaveKmsOptions, 'connect'>): EnclaveKms {
-  return new EnclaveKms({ platform: platform(IMAGE_A), keyPair: keys, region: 'us-east-1', endpoint: kms.url, maxAttempts: 1, ...o });
+  // The simulator platform on a plain-http loopback KMS, as enclave/cli.ts configures it.
+  return new EnclaveKms({ platform: platform(IMAGE_A), keyPair: keys, region: 'us-east-1', endpoint: kms.url, allowPlainHttp: true, maxAttempts: 1, ...o });
 }
 
 async function failure(p: Promise<unknown>): Promise<ToolkitError> {
@@ -97,15 +111,19 @@ beforeAll(async () => {
     trustSimulator: true,
     simulatorRoots: [state.nitroRootDer],
     now: () => NOW,
+    // The TLS tests below put a TLS front end for this name before the simulator.
+    allowHosts: ['kms.us-east-1.amazonaws.com'],
   });
   port = Number(new URL(kms.url).port);
   keys = await generateRecipientKeyPair();
   const owner = new KMSClient({ region: 'us-east-1', endpoint: kms.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
   const pcr0 = simulatedBootPcrs({ imageId: IMAGE_A }).get(0)!;
-  const keyId = (await owner.send(new CreateKeyCommand({ Policy: buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, pcr0]]) }) }))).KeyMetadata!.KeyId!;
+  const keyId = (await owner.send(new CreateKeyCommand({ Policy: enclavePolicy(pcr0) }))).KeyMetadata!.KeyId!;
   const g = await owner.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: CTX }));
   dataKey = g.Plaintext!;
   blob = g.CiphertextBlob!;
+  keyArn = g.KeyId!;
+  keyUuid = keyId;
   owner.destroy();
 });
 
@@ -138,7 +156,7 @@ describe('EnclaveKms against the KMS simulator (real @aws-sdk/client-kms)', () =
     try {
       const owner = new KMSClient({ region: 'us-east-1', endpoint: strict.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
       const pcr0 = simulatedBootPcrs({ imageId: IMAGE_A }).get(0)!;
-      const keyId = (await owner.send(new CreateKeyCommand({ Policy: buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, pcr0]]) }) }))).KeyMetadata!.KeyId!;
+      const keyId = (await owner.send(new CreateKeyCommand({ Policy: enclavePolicy(pcr0) }))).KeyMetadata!.KeyId!;
       const g = await owner.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: CTX }));
       owner.destroy();
       const p = Number(new URL(strict.url).port);
@@ -162,15 +180,16 @@ describe('EnclaveKms against the KMS simulator (real @aws-sdk/client-kms)', () =
     const sock = join(dir, 'kms.sock');
     await unixProxy(sock, port);
     const c = client({ connect: () => dialUnix(sock) });
+    // Only `keys` is read; the rest of the manifest is not this test's business.
     const manifest = {
       version: 1 as const,
       datasetId: 'ds-1',
       idField: 'id',
       fields: ['a'],
-      keys: { k1: { keyId: 'x', ciphertextBlob: Buffer.from(blob).toString('base64'), encryptionContext: CTX } },
-    };
+      keys: { k1: { keyId: keyArn, ciphertextBlob: Buffer.from(blob).toString('base64'), encryptionContext: CTX } },
+    } as unknown as Parameters<typeof keyReferencesFromManifest>[0];
     const refs = keyReferencesFromManifest(manifest);
-    refs[0]!.keyId = undefined;
+    expect(refs[0]!.keyId).toBe(keyArn);
     const cache = await c.loadKeys(refs);
     const k = cache.get('k1')!;
     expect(toHex(k)).toBe(toHex(dataKey));
@@ -366,6 +385,72 @@ describe('EnclaveKms: hostile or broken endpoints', () => {
     await expect(c.decryptDataKey({ ref: 'k', ciphertextBlob: blob, encryptionContext: { a: 1 as never } })).rejects.toThrow(TypeError);
     expect(() => new EnclaveKms({ platform: platform(IMAGE_A), keyPair: keys, region: 'us-east-1', endpoint: 'ftp://x', connect: () => dialTcp(port) })).toThrow(TypeError);
     await c.close();
+  });
+});
+
+describe('EnclaveKms: plain http only on the simulator platform', () => {
+  const make = (o: Partial<EnclaveKmsOptions>) => () =>
+    new EnclaveKms({ platform: platform(IMAGE_A), keyPair: keys, region: 'us-east-1', connect: () => dialTcp(port), ...o });
+  const refusal = (f: () => unknown): [string | undefined, string | undefined] => {
+    try {
+      f();
+    } catch (e) {
+      if (e instanceof ToolkitError) return [e.code, e.reason];
+      throw e;
+    }
+    return [undefined, undefined];
+  };
+
+  it('an http endpoint without allowPlainHttp is refused in the constructor: ERR_CONFIG_INVALID / insecure_endpoint', () => {
+    expect(refusal(make({ endpoint: kms.url }))).toEqual(['ERR_CONFIG_INVALID', 'insecure_endpoint']);
+    expect(refusal(make({ endpoint: kms.url, allowPlainHttp: false }))).toEqual(['ERR_CONFIG_INVALID', 'insecure_endpoint']);
+  });
+
+  it('allowPlainHttp is refused on a platform that says it is not the simulator', () => {
+    for (const kind of ['nitro', 'sev-snp'] as const) {
+      const p = platform(IMAGE_A);
+      const real = { kind, attest: p.attest.bind(p) };
+      expect(refusal(make({ platform: real, endpoint: kms.url, allowPlainHttp: true })), kind).toEqual(['ERR_CONFIG_INVALID', 'insecure_endpoint']);
+      // https needs no flag, on any platform.
+      expect(refusal(make({ platform: real, endpoint: 'https://kms.us-east-1.amazonaws.com' })), kind).toEqual([undefined, undefined]);
+    }
+    expect(refusal(make({ endpoint: kms.url, allowPlainHttp: true }))).toEqual([undefined, undefined]);
+    expect(refusal(make({}))).toEqual([undefined, undefined]);
+  });
+});
+
+describe('EnclaveKms: the answer must name the key the reference names', () => {
+  it('the simulator answers GenerateDataKey and Decrypt with the full key ARN, as AWS does', async () => {
+    expect(keyArn).toBe(`arn:aws:kms:us-east-1:111122223333:key/${keyUuid}`);
+    const c = client({ connect: () => dialTcp(port) });
+    // Accepted: the reference names the ARN the answer names.
+    expect(toHex(await c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, keyId: keyArn, encryptionContext: CTX }))).toBe(toHex(dataKey));
+    // The bare key id is the same key to KMS, but not the ARN the answer carries: refused (manifests carry ARNs).
+    const e = await failure(c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, keyId: keyUuid, encryptionContext: CTX }));
+    expect([e.code, e.reason]).toEqual(['ERR_KMS_RECIPIENT', 'key_id']);
+    expect(e.message).toBe('KMS response for "k1" does not name the key the reference names');
+    await c.close();
+  });
+
+  it('a response naming another key, another spelling, or no key is refused: ERR_KMS_RECIPIENT / key_id', async () => {
+    const mine = createPublicKey(keys.privateKey);
+    const cfr = Buffer.from(buildCiphertextForRecipient(new Uint8Array(32).fill(5), keys.publicKeySpki, mine)).toString('base64');
+    for (const answer of [{ KeyId: 'arn:aws:kms:us-east-1:999999999999:key/00000000-0000-0000-0000-000000000000' }, { KeyId: keyArn.toUpperCase() }, { KeyId: keyUuid }, {}]) {
+      const srv = http.createServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+          res.end(JSON.stringify({ ...answer, CiphertextForRecipient: cfr }));
+        });
+      });
+      await listen(srv, 0);
+      const p = (srv.address() as net.AddressInfo).port;
+      const c = client({ endpoint: `http://127.0.0.1:${p}`, connect: () => dialTcp(p) });
+      const e = await failure(c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, keyId: keyArn }));
+      expect([e.code, e.reason], JSON.stringify(answer)).toEqual(['ERR_KMS_RECIPIENT', 'key_id']);
+      expect(e.message).toBe('KMS response for "k1" does not name the key the reference names');
+      await c.close();
+    }
   });
 });
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { CreateKeyCommand, DecryptCommand, EncryptCommand, GenerateDataKeyCommand, GetKeyPolicyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { buildEnclaveKeyPolicy, evaluateKeyPolicy, parseKeyPolicy, type RequestContext } from '../../host/key-policy.js';
@@ -16,6 +17,12 @@ const ARN = `arn:aws:kms:us-east-1:${ACCOUNT}:key/1234abcd-12ab-34cd-56ef-123456
 function ctx(action: string, keys: Record<string, string[]> = {}, account = ACCOUNT): RequestContext {
   return { action, resource: ARN, account, keys: new Map(Object.entries(keys)) };
 }
+
+const ADMIN = `arn:aws:iam::${ACCOUNT}:role/key-admin`;
+const OWNER = `arn:aws:iam::${ACCOUNT}:role/data-owner`;
+const PARENT = `arn:aws:iam::${ACCOUNT}:role/enclave-parent`;
+const OWNERS = ['--key-admin', ADMIN, '--data-owner', OWNER];
+const ALL = [...OWNERS, '--role', PARENT];
 
 const policy = (...Statement: unknown[]) => parseKeyPolicy(JSON.stringify({ Version: '2012-10-17', Statement }));
 const allow = (extra: object = {}) => ({ Effect: 'Allow', Principal: '*', Action: 'kms:*', Resource: '*', ...extra });
@@ -82,6 +89,73 @@ describe('key policy evaluation', () => {
     expect(evaluateKeyPolicy(all, ctx('kms:Decrypt', { 'kms:EncryptionContextKeys': ['dataset', 'tenant'] }))).toBe('implicit-deny');
   });
 
+  it('negated operators under ForAnyValue / ForAllValues follow IAM, missing keys included', () => {
+    const K = 'kms:EncryptionContextKeys';
+    const allowed = ['dataset', 'key-ref'];
+    const cases: [string, string[] | undefined, boolean][] = [
+      // [operator, request values (undefined = key absent), condition holds?]
+      ['ForAnyValue:StringNotEquals', ['dataset', 'evil'], true], // one value matches none of the policy's
+      ['ForAnyValue:StringNotEquals', ['dataset', 'key-ref'], false],
+      ['ForAnyValue:StringNotEquals', ['evil'], true],
+      ['ForAnyValue:StringNotEquals', undefined, false], // ForAnyValue: absent key is false
+      ['ForAnyValue:StringNotEquals', [], false],
+      ['ForAnyValue:StringNotEqualsIgnoreCase', ['DATASET', 'Key-Ref'], false],
+      ['ForAnyValue:StringNotEqualsIgnoreCase', ['DATASET', 'evil'], true],
+      ['ForAnyValue:StringNotLike', ['dataset', 'evil'], true],
+      ['ForAnyValue:StringNotLike', undefined, false],
+      ['ForAllValues:StringNotEquals', ['evil', 'worse'], true], // every value matches none
+      ['ForAllValues:StringNotEquals', ['dataset', 'evil'], false],
+      ['ForAllValues:StringNotEquals', undefined, true], // ForAllValues: absent key is true
+      ['ForAllValues:StringNotEqualsIgnoreCase', ['DATASET'], false],
+      ['ForAllValues:StringNotLike', ['evil'], true],
+      ['ForAnyValue:StringEquals', ['evil', 'dataset'], true],
+      ['ForAnyValue:StringEquals', undefined, false],
+      ['ForAnyValue:StringLike', ['evil'], false],
+      ['ForAllValues:StringEquals', ['dataset', 'evil'], false],
+      ['ForAllValues:StringEquals', undefined, true],
+      ['ForAllValues:StringEqualsIgnoreCase', ['DATASET', 'KEY-REF'], true],
+      // Plain operators: absent key makes positive ones false and negated ones true.
+      ['StringEquals', undefined, false],
+      ['StringLike', undefined, false],
+      ['StringEqualsIgnoreCase', undefined, false],
+      ['StringNotEquals', undefined, true],
+      ['StringNotEqualsIgnoreCase', undefined, true],
+      ['StringNotLike', undefined, true],
+      ['StringNotEquals', ['dataset'], false],
+      ['StringNotEquals', ['evil'], true],
+      ['StringNotEqualsIgnoreCase', ['DATASET'], false],
+      ['StringNotLike', ['data*'], true],
+    ];
+    for (const [op, values, holds] of cases) {
+      // As an Allow (holds -> allow) and as a Deny over an Allow-all (holds -> explicit deny).
+      const a = policy(allow({ Condition: { [op]: { [K]: allowed } } }));
+      const d = policy(allow(), { Effect: 'Deny', Principal: '*', Action: '*', Resource: '*', Condition: { [op]: { [K]: allowed } } });
+      const keys: Record<string, string[]> = values === undefined ? {} : { [K]: values };
+      const label = `${op} ${JSON.stringify(values)}`;
+      expect(evaluateKeyPolicy(a, ctx('kms:Decrypt', keys)), label).toBe(holds ? 'allow' : 'implicit-deny');
+      expect(evaluateKeyPolicy(d, ctx('kms:Decrypt', keys)), label).toBe(holds ? 'explicit-deny' : 'allow');
+    }
+  });
+
+  it('principals: an account (id or root) matches every principal of it; a role or user only itself (and its sessions) when the caller is known', () => {
+    const role = `arn:aws:iam::${ACCOUNT}:role/path/enclave-parent`;
+    const p = policy(allow({ Principal: { AWS: role } }));
+    const as = (principal: string | undefined, account = ACCOUNT): RequestContext => ({ ...ctx('kms:Decrypt', {}, account), ...(principal ? { principal } : {}) });
+    expect(evaluateKeyPolicy(p, as(role))).toBe('allow');
+    expect(evaluateKeyPolicy(p, as(`arn:aws:sts::${ACCOUNT}:assumed-role/enclave-parent/i-0abc`))).toBe('allow');
+    expect(evaluateKeyPolicy(p, as(`arn:aws:sts::${ACCOUNT}:assumed-role/other/i-0abc`))).toBe('implicit-deny');
+    expect(evaluateKeyPolicy(p, as(`arn:aws:iam::${ACCOUNT}:root`))).toBe('implicit-deny');
+    expect(evaluateKeyPolicy(p, as(`arn:aws:iam::${ACCOUNT}:user/enclave-parent`))).toBe('implicit-deny');
+    // No caller identity (the simulator): any principal of the account.
+    expect(evaluateKeyPolicy(p, as(undefined))).toBe('allow');
+    expect(evaluateKeyPolicy(p, as(undefined, '444455556666'))).toBe('implicit-deny');
+    for (const whole of [ACCOUNT, `arn:aws:iam::${ACCOUNT}:root`]) {
+      const q = policy(allow({ Principal: { AWS: whole } }));
+      expect(evaluateKeyPolicy(q, as(role)), whole).toBe('allow');
+      expect(evaluateKeyPolicy(q, as(`arn:aws:iam::444455556666:role/x`, '444455556666')), whole).toBe('implicit-deny');
+    }
+  });
+
   it('malformed policies are refused with ERR_POLICY_INVALID and a reason', () => {
     const cases: [string, string][] = [
       ['not json', 'json'],
@@ -132,7 +206,7 @@ describe('`enclavekit policy`', () => {
     const good = pcr(0x11);
     const { io, out } = cliIO();
     const code = await policyCli(
-      ['--pcr', `0=${Buffer.from(good).toString('hex')}`, '--pcr', `8=${'00'.repeat(48)}`, '--image-sha384', Buffer.from(good).toString('hex').toUpperCase(), '--account', ACCOUNT, '--role', `arn:aws:iam::${ACCOUNT}:role/enclave-parent`],
+      ['--pcr', `0=${Buffer.from(good).toString('hex')}`, '--pcr', `8=${'00'.repeat(48)}`, '--image-sha384', Buffer.from(good).toString('hex').toUpperCase(), '--account', ACCOUNT, '--role', `arn:aws:iam::${ACCOUNT}:role/enclave-parent`, ...OWNERS],
       io,
     );
     expect(code).toBe(0);
@@ -141,6 +215,17 @@ describe('`enclavekit policy`', () => {
     expect(doc.Version).toBe('2012-10-17');
     const enclaveStmt = doc.Statement.find((s: { Sid: string }) => s.Sid === 'EnclaveImageDecrypts');
     expect(enclaveStmt.Principal.AWS).toBe(`arn:aws:iam::${ACCOUNT}:role/enclave-parent`);
+    expect(enclaveStmt.Action).toEqual(['kms:Decrypt', 'kms:GenerateDataKey']);
+    const byId = (sid: string) => doc.Statement.find((s: { Sid: string }) => s.Sid === sid);
+    expect(byId('KeyAdministration').Principal.AWS).toBe(ADMIN);
+    expect(byId('KeyAdministration').Action.filter((a: string) => /encrypt|decrypt|generate|grant|^kms:\*$|^\*$/i.test(a))).toEqual([]);
+    expect(byId('DataOwnerCreatesDataKeys')).toMatchObject({
+      Principal: { AWS: OWNER },
+      Action: ['kms:GenerateDataKey', 'kms:Encrypt', 'kms:DescribeKey'],
+      Condition: { Null: { 'kms:RecipientAttestation:ImageSha384': 'true' } },
+    });
+    expect(byId('DenyDecryptWithoutAttestation')).toMatchObject({ Effect: 'Deny', Principal: '*', Action: ['kms:Decrypt', 'kms:ReEncrypt*'] });
+    expect(text).not.toContain(':root');
     expect(enclaveStmt.Condition.StringEqualsIgnoreCase).toEqual({
       'kms:RecipientAttestation:ImageSha384': Buffer.from(good).toString('hex'),
       'kms:RecipientAttestation:PCR0': Buffer.from(good).toString('hex'),
@@ -160,15 +245,81 @@ describe('`enclavekit policy`', () => {
     await expect(kms.send(new DecryptCommand({ CiphertextBlob: blob }))).rejects.toMatchObject({ name: 'AccessDeniedException' });
   });
 
+  it('several values of one PCR (a rolling deploy) become a list: either image decrypts', async () => {
+    const [a, b] = [pcr(0x21), pcr(0x22)];
+    const h = (x: Uint8Array) => Buffer.from(x).toString('hex');
+    const { io, out } = cliIO();
+    expect(await policyCli(['--pcr', `0=${h(a)}`, '--pcr', `0=${h(b)}`, '--pcr', `0=${h(a).toUpperCase()}`, '--role', PARENT, ...OWNERS], io)).toBe(0);
+    const text = out().trim();
+    const stmt = JSON.parse(text).Statement.find((s: { Sid: string }) => s.Sid === 'EnclaveImageDecrypts');
+    expect(stmt.Condition.StringEqualsIgnoreCase).toEqual({ 'kms:RecipientAttestation:PCR0': [h(a), h(b)] });
+    const p = parseKeyPolicy(text);
+    for (const v of [a, b]) expect(evaluateKeyPolicy(p, ctx('kms:Decrypt', { 'kms:RecipientAttestation:ImageSha384': [h(v)], 'kms:RecipientAttestation:PCR0': [h(v)] }))).toBe('allow');
+    expect(evaluateKeyPolicy(p, ctx('kms:Decrypt', { 'kms:RecipientAttestation:ImageSha384': [h(pcr(0x23))], 'kms:RecipientAttestation:PCR0': [h(pcr(0x23))] }))).toBe('implicit-deny');
+    // The builder takes the same lists.
+    expect(JSON.parse(buildEnclaveKeyPolicy({ pcrs: new Map([[0, [a, b]]]), imageSha384: [b, a], keyAdmin: ADMIN, dataOwner: OWNER, role: PARENT })).Statement[2].Condition.StringEqualsIgnoreCase).toEqual({
+      'kms:RecipientAttestation:ImageSha384': [h(b), h(a)],
+      'kms:RecipientAttestation:PCR0': [h(a), h(b)],
+    });
+  });
+
+  it('buildEnclaveKeyPolicy refuses missing, equal or whole-account principals (TypeError)', () => {
+    const pcrs = new Map([[0, pcr(1)]]);
+    const ok = { pcrs, keyAdmin: ADMIN, dataOwner: OWNER, role: PARENT };
+    expect(() => buildEnclaveKeyPolicy(ok)).not.toThrow();
+    // The role may live in another account (the host operator's); admin and owner must be in --account.
+    expect(() => buildEnclaveKeyPolicy({ ...ok, role: 'arn:aws:iam::444455556666:role/parent', account: ACCOUNT })).not.toThrow();
+    const bad: Record<string, unknown>[] = [
+      { keyAdmin: undefined },
+      { dataOwner: undefined },
+      { role: undefined },
+      { dataOwner: ADMIN },
+      { role: OWNER },
+      { role: ADMIN },
+      { keyAdmin: `arn:aws:iam::${ACCOUNT}:root` },
+      { dataOwner: ACCOUNT },
+      { role: '*' },
+      { dataOwner: `arn:aws:sts::${ACCOUNT}:assumed-role/x/y` },
+      { keyAdmin: 'arn:aws:iam::444455556666:role/admin', account: ACCOUNT },
+      { account: '12' },
+    ];
+    for (const b of bad) expect(() => buildEnclaveKeyPolicy({ ...ok, ...b } as typeof ok), JSON.stringify(b)).toThrow(TypeError);
+  });
+
+  it('the README\'s concrete `enclavekit policy` example runs (placeholders filled in) and prints a policy', async () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('### Key policies and `enclavekit policy`'));
+    const block = section.slice(section.indexOf('```sh') + 5, section.indexOf('```', section.indexOf('```sh') + 5));
+    const commands = block
+      .replace(/\\\n\s*/g, ' ')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith('enclavekit policy') && !l.includes('['));
+    expect(commands.length).toBeGreaterThan(0);
+    let n = 0;
+    for (const c of commands) {
+      const args = c.replace(/<[^>]*>/g, () => (++n).toString(16).padStart(2, '0').repeat(48)).split(/\s+/).slice(2);
+      const { io, out, err } = cliIO();
+      expect(await main(['policy', ...args], io), `${c}\n${err()}`).toBe(0);
+      expect(JSON.parse(out()).Statement).toHaveLength(4);
+    }
+  });
+
   it('bad arguments are usage errors (exit 2)', async () => {
     const bad = [
       [],
-      ['--pcr', '0=abcd', '--account', ACCOUNT],
-      ['--pcr', `32=${'00'.repeat(48)}`, '--account', ACCOUNT],
+      ['--pcr', '0=abcd', ...ALL],
+      ['--pcr', `32=${'00'.repeat(48)}`, ...ALL],
       ['--pcr', `0=${'00'.repeat(48)}`],
-      ['--pcr', `0=${'00'.repeat(48)}`, '--account', '12'],
-      ['--pcr', `0=${'00'.repeat(48)}`, '--role', 'not-an-arn'],
-      ['--pcr', `0=${'00'.repeat(48)}`, '--image-sha384', '11'.repeat(48), '--account', ACCOUNT],
+      ['--pcr', `0=${'00'.repeat(48)}`, '--account', ACCOUNT],
+      ['--pcr', `0=${'00'.repeat(48)}`, '--account', '12', ...ALL],
+      ['--pcr', `0=${'00'.repeat(48)}`, '--role', 'not-an-arn', ...OWNERS],
+      ['--pcr', `0=${'00'.repeat(48)}`, '--image-sha384', '11'.repeat(48), ...ALL],
+      ['--pcr', `0=${'00'.repeat(48)}`, '--role', PARENT, '--key-admin', ADMIN],
+      ['--pcr', `0=${'00'.repeat(48)}`, '--role', PARENT, '--data-owner', OWNER],
+      ['--pcr', `0=${'00'.repeat(48)}`, '--key-admin', ADMIN, '--data-owner', OWNER],
+      ['--pcr', `0=${'00'.repeat(48)}`, '--role', PARENT, '--key-admin', ADMIN, '--data-owner', ADMIN],
+      ['--pcr', `0=${'00'.repeat(48)}`, '--role', PARENT, '--key-admin', `arn:aws:iam::${ACCOUNT}:root`, '--data-owner', OWNER],
       ['--bogus'],
     ];
     for (const args of bad) {

@@ -20,7 +20,7 @@ import {
   ReEncryptCommand,
   type KMSClient,
 } from '@aws-sdk/client-kms';
-import { startKmsSimulator, type KmsSimulator } from '../../host/kms-sim/server.js';
+import { hostAllowed, startKmsSimulator, type KmsSimulator } from '../../host/kms-sim/server.js';
 import { MASTER_KEY_FILE, STATE_FILE } from '../../host/kms-sim/store.js';
 import { SIM_CA_FILE, readRootsPem } from '../../host/kms-sim/sim-root.js';
 import { exportNitroSimCa } from '../../attestation/sim/nitro.js';
@@ -150,7 +150,7 @@ describe('KMS simulator: Recipient and a key policy bound to PCR0', () => {
   const ctx = { dataset: 'sales-2026' };
 
   beforeAll(async () => {
-    const policy = buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, GOOD]]) });
+    const policy = buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, GOOD]]), keyAdmin: 'arn:aws:iam::111122223333:role/key-admin', dataOwner: 'arn:aws:iam::111122223333:role/data-owner', role: 'arn:aws:iam::111122223333:role/enclave-parent' });
     keyId = (await kms.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.KeyId!;
     blob = (await kms.send(new EncryptCommand({ KeyId: keyId, Plaintext: enc.encode('the data key'), EncryptionContext: ctx }))).CiphertextBlob!;
   });
@@ -413,6 +413,87 @@ describe('KMS simulator: state, concurrency, bad input', () => {
     const get = await raw('', {}, 'GET');
     expect(get.json.__type).toBe('UnknownOperationException');
     expect((await kms.send(new ListKeysCommand({}))).Keys!.length).toBeGreaterThan(0);
+  });
+
+  it('the Host header must name the simulator: anything else is refused (403 AccessDeniedException) before the body is used', async () => {
+    const before = (await kms.send(new ListKeysCommand({ Limit: 1000 }))).Keys!.length;
+    const send = (headers: Record<string, string>, setHost: boolean) =>
+      new Promise<{ status: number; json: { __type?: string }; connection: string | undefined }>((resolve, reject) => {
+        const u = new URL(sim.url);
+        const r = request({ host: u.hostname, port: u.port, method: 'POST', path: '/', setHost, headers: { ...H('CreateKey'), ...headers }, timeout: 5000 }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(Buffer.concat(chunks).toString() || '{}'), connection: res.headers.connection }));
+        });
+        r.on('error', reject);
+        r.end('{"Description":"made through a rebinding page"}');
+      });
+    for (const host of ['evil.example', `evil.example:${sim.port}`, `127.0.0.1:${sim.port + 1}`, `127.0.0.1.nip.io:${sim.port}`, `0.0.0.0:${sim.port}`]) {
+      const r = await send({ host }, false);
+      expect({ host, status: r.status, type: r.json.__type, connection: r.connection }).toEqual({ host, status: 403, type: 'AccessDeniedException', connection: 'close' });
+    }
+    const none = await send({}, false);
+    expect([none.status, none.json.__type]).toEqual([403, 'AccessDeniedException']);
+    // No key was created by any of them; the same request with the right Host works.
+    expect((await kms.send(new ListKeysCommand({ Limit: 1000 }))).Keys!.length).toBe(before);
+    expect((await send({}, true)).status).toBe(200);
+    expect((await send({ host: `LocalHost:${sim.port}` }, false)).status).toBe(200);
+  });
+
+  it('hostAllowed: loopback names and the configured host with the bound port; IP literals too when bound to a wildcard', () => {
+    const yes: [string, string, number][] = [
+      ['127.0.0.1:4566', '127.0.0.1', 4566],
+      ['localhost:4566', '127.0.0.1', 4566],
+      ['LOCALHOST:4566', '127.0.0.1', 4566],
+      ['[::1]:4566', '127.0.0.1', 4566],
+      ['127.0.0.5:4566', '127.0.0.5', 4566],
+      ['[::1]:4566', '::1', 4566],
+      ['127.0.0.1', '127.0.0.1', 80],
+      ['127.0.0.1:4566', '0.0.0.0', 4566],
+      ['192.168.1.5:4566', '0.0.0.0', 4566],
+      ['[fe80::1]:4566', '::', 4566],
+      ['localhost:4566', '::', 4566],
+    ];
+    const no: [string | undefined, string, number][] = [
+      [undefined, '127.0.0.1', 4566],
+      ['', '127.0.0.1', 4566],
+      ['127.0.0.1', '127.0.0.1', 4566],
+      ['127.0.0.1:4567', '127.0.0.1', 4566],
+      ['127.0.0.2:4566', '127.0.0.1', 4566],
+      ['evil.example:4566', '127.0.0.1', 4566],
+      ['localhost.:4566', '127.0.0.1', 4566],
+      ['user@127.0.0.1:4566', '127.0.0.1', 4566],
+      ['127.0.0.1:4566:4566', '127.0.0.1', 4566],
+      ['127.0.0.1:4566 ', '127.0.0.1', 4566],
+      ['[::1]', '::1', 4566],
+      ['evil.example:4566', '0.0.0.0', 4566],
+      ['[192.168.1.5]:4566', '0.0.0.0', 4566],
+      ['fe80::1:4566', '::', 4566],
+      ['192.168.1.5:80', '0.0.0.0', 4566],
+    ];
+    for (const [h, c, p] of yes) expect(hostAllowed(h, c, p), `${h} ${c} ${p}`).toBe(true);
+    for (const [h, c, p] of no) expect(hostAllowed(h, c, p), `${h} ${c} ${p}`).toBe(false);
+  });
+
+  it('allowHosts adds exact Host values (a TLS front end the caller runs)', async () => {
+    const t = tempDir();
+    const s2 = await startKmsSimulator({ stateDir: t.dir, now: () => NOW, allowHosts: ['KMS.us-east-1.amazonaws.com'] });
+    try {
+      const status = (host: string) =>
+        new Promise<number>((resolve, reject) => {
+          const r = request({ host: '127.0.0.1', port: s2.port, method: 'POST', path: '/', setHost: false, headers: { ...H('ListKeys'), host }, timeout: 5000 }, (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          });
+          r.on('error', reject);
+          r.end('{}');
+        });
+      expect(await status('kms.us-east-1.amazonaws.com')).toBe(200);
+      expect(await status('kms.eu-west-1.amazonaws.com')).toBe(403);
+    } finally {
+      await s2.close();
+      t.cleanup();
+    }
   });
 
   it('arbitrary JSON bodies for every operation give 200 or a 4xx AWS error, never a 500', async () => {

@@ -56,6 +56,7 @@ async function failureFor(cfr: Uint8Array): Promise<ToolkitError> {
     keyPair: keys,
     region: 'us-east-1',
     endpoint: `http://127.0.0.1:${port}`,
+    allowPlainHttp: true,
     maxAttempts: 1,
     connect: () =>
       new Promise((resolve, reject) => {
