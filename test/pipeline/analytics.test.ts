@@ -1,12 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { AnalyticsEngine, validateQuery, QuantileSketch, DistinctCounter, FrequentTerms, sentimentScore, tokenize, laplace } from '../../enclave/analytics/index.js';
+import { createHash } from 'node:crypto';
+import { AnalyticsEngine, validateQuery, QuantileSketch, DistinctCounter, FrequentTerms, sentimentScore, tokenize, MAX_AGGREGATES_PER_FIELD, type EngineOptions } from '../../enclave/analytics/index.js';
 import { expectCode, onlyProjectErrors } from './helpers.js';
 
 const q = (extra: object) => validateQuery({ version: 1, aggregates: [{ name: 'n', op: 'count' }], ...extra });
 
-function run(query: object, records: Record<string, unknown>[], opts: ConstructorParameters<typeof AnalyticsEngine>[1] = {}) {
-  const e = new AnalyticsEngine(validateQuery(query), opts);
+/** Deterministic bytes (SHA-256 in counter mode) so that noise in tests is reproducible. */
+function seededBytes(seed: string): (n: number) => Uint8Array {
+  let ctr = 0;
+  return (n) => {
+    const out = new Uint8Array(n);
+    for (let off = 0; off < n; off += 32) out.set(createHash('sha256').update(`${seed}/${ctr++}`).digest().subarray(0, Math.min(32, n - off)), off);
+    return out;
+  };
+}
+
+function run(query: object, records: Record<string, unknown>[], opts: Partial<EngineOptions> = {}) {
+  const e = new AnalyticsEngine(validateQuery(query), { minGroupSize: 10, dp: null, ...opts });
   for (const r of records) e.add(r);
   return e.finish();
 }
@@ -43,11 +54,16 @@ describe('query validation', () => {
     [{ version: 1, privacy: { minGroupSize: 0 }, aggregates: [{ name: 'n', op: 'count' }] }, '$.privacy.minGroupSize'],
     [{ version: 1, privacy: { dp: { epsilon: 0 } }, aggregates: [{ name: 'n', op: 'count' }] }, '$.privacy.dp.epsilon'],
     [{ version: 1, privacy: { dp: { epsilon: 11 } }, aggregates: [{ name: 'n', op: 'count' }] }, '$.privacy.dp.epsilon'],
-    [{ version: 1, privacy: { dp: { epsilon: 1 } }, aggregates: [{ name: 's', op: 'sum', field: 'x' }] }, '$.aggregates[0].clamp'],
-    [{ version: 1, privacy: { dp: { epsilon: 1 } }, aggregates: [{ name: 'm', op: 'max', field: 'x' }] }, '$.aggregates[0].op'],
     [{ version: 1, privacy: { k: 1 }, aggregates: [{ name: 'n', op: 'count' }] }, '$.privacy.k'],
+    [{ version: 1, aggregates: Array.from({ length: MAX_AGGREGATES_PER_FIELD + 1 }, (_, i) => ({ name: `q${i}`, op: 'quantiles', field: 'x', q: [0.5] })) }, `$.aggregates[${MAX_AGGREGATES_PER_FIELD}].field`],
   ];
   for (const [query, path] of negatives) it(`refuses ${JSON.stringify(query)}`, () => { expectCode(() => validateQuery(query), 'ERR_QUERY_INVALID', path); });
+  it('under DP, a non-DP operation is refused by the policy check (ERR_QUERY_REFUSED dp_op), not by the query grammar', () => {
+    expect(validateQuery({ version: 1, privacy: { dp: { epsilon: 1 } }, aggregates: [{ name: 'm', op: 'max', field: 'x' }] }).aggregates[0]!.op).toBe('max');
+  });
+  it('a DP sum without a clamp is a valid query: whether bounds exist is the release policy\'s verdict (reason clamp)', () => {
+    expect(validateQuery({ version: 1, privacy: { dp: { epsilon: 1 } }, aggregates: [{ name: 's', op: 'sum', field: 'x' }] }).aggregates[0]).toEqual({ name: 's', op: 'sum', field: 'x' });
+  });
 
   it('deep filter nesting is refused', () => {
     let f: object = { op: 'eq', field: 'a', value: 1 };
@@ -80,9 +96,9 @@ describe('engine and privacy guards', () => {
     expect(g.aggregates).toMatchObject({ n: 12, s: 132, a: 25.5, lo: 20 });
     expect(g.aggregates.sd as number).toBeCloseTo(3.6056, 3);
     expect(JSON.stringify(out)).not.toContain('small');
-    // the operator's floor wins over a query that asks for less
+    // the engine applies the minimum group size the caller resolved (release policy), not the query's
     expect(run({ version: 1, groupBy: ['region'], privacy: { minGroupSize: 2 }, aggregates: [{ name: 'n', op: 'count' }] }, recs).counts.groups).toBe(1);
-    expect(run({ version: 1, groupBy: ['region'], privacy: { minGroupSize: 2 }, aggregates: [{ name: 'n', op: 'count' }] }, recs, { minGroupSizeFloor: 2 }).counts.groups).toBe(2);
+    expect(run({ version: 1, groupBy: ['region'], aggregates: [{ name: 'n', op: 'count' }] }, recs, { minGroupSize: 2 }).counts.groups).toBe(2);
   });
 
   it('an aggregate over a field few records carry is null, as are small histogram cells', () => {
@@ -97,7 +113,7 @@ describe('engine and privacy guards', () => {
     const recs = people(40, 'r');
     // minGroupSize 1 so that small matched counts are released; a count of 0 is still withheld (null).
     const count = (filter: object) =>
-      run({ version: 1, filter, aggregates: [{ name: 'n', op: 'count' }], privacy: { minGroupSize: 1 } }, recs, { minGroupSizeFloor: 1 }).counts.matched;
+      run({ version: 1, filter, aggregates: [{ name: 'n', op: 'count' }] }, recs, { minGroupSize: 1 }).counts.matched;
     expect(count({ op: 'gte', field: 'spend', value: 40 })).toBe(20);
     expect(count({ op: 'eq', field: 'spend', value: 4 })).toBe(1);
     expect(count({ op: 'in', field: 'age', values: [20, 21, 'x'] })).toBe(2);
@@ -127,28 +143,37 @@ describe('engine and privacy guards', () => {
   });
 
   it('fails the job instead of growing without bound', () => {
-    const e = new AnalyticsEngine(q({ groupBy: ['id'] }), { maxGroups: 10 });
+    const e = new AnalyticsEngine(q({ groupBy: ['id'] }), { minGroupSize: 10, dp: null, maxGroups: 10 });
     expectCode(() => { for (let i = 0; i < 11; i++) e.add({ id: i }); }, 'ERR_JOB_FAILED', 'too_many_groups');
   });
 
-  it('DP: noise from the injected RNG, suppression on the noisy count, exact counts hidden', () => {
-    const recs = [...people(50, 'a'), ...people(11, 'b')];
-    const query = { version: 1, groupBy: ['region'], privacy: { dp: { epsilon: 0.5 } }, aggregates: [{ name: 'n', op: 'count' }, { name: 'm', op: 'mean', field: 'age', clamp: [0, 100] }, { name: 'h', op: 'histogram', field: 'age', bins: [0, 50, 100] }] };
-    const draws: number[] = [];
-    const rng = () => { const v = [0.5, 0.2, 0.8][draws.length % 3]!; draws.push(v); return v; };
-    const out = run(query, recs, { random: rng });
-    expect(draws.length).toBeGreaterThan(0);
-    expect(out.counts.matched).toBeNull();
-    expect(out.privacy.dp).toEqual({ mechanism: 'laplace', epsilon: 0.5 });
-    const zero = run(query, recs, { random: () => 0.5 });
-    expect(zero.groups.map((g) => g.count)).toEqual([50, 11]);
-    expect(zero.groups[0]!.aggregates.m).toBeCloseTo(36.5, 6);
-    // a draw of -31 (scale 8) pushes group b (11 records) under the threshold, not group a (50)
-    const low = run(query, recs, { random: () => 0.01 });
-    expect(low.counts.suppressedGroups).toBe(1);
-    expect(low.groups.map((g) => [g.key[0], g.count])).toEqual([['a', 19]]);
-    // eps per measurement = 0.5 / (1 + 2 + 1): Laplace scale 8 for counts
-    expect(laplace(() => 0.5 + 0.5 * (1 - Math.exp(-1)), 8)).toBeCloseTo(8, 6);
+  it('policy clamps win over the query clamp, in exact mode too', () => {
+    const recs = people(20, 'r', (i) => ({ v: i < 10 ? 1000 : 1 }));
+    const query = { version: 1, aggregates: [{ name: 's', op: 'sum', field: 'v', clamp: [0, 500] }] };
+    expect(run(query, recs).groups[0]!.aggregates.s).toBe(10 * 500 + 10);
+    expect(run(query, recs, { clamps: new Map([['v', [0, 100] as const]]) }).groups[0]!.aggregates.s).toBe(10 * 100 + 10);
+  });
+
+  it('DP: noise from the injected byte source, partition selection on the noisy count, exact counts hidden', () => {
+    const recs = [...people(500, 'a'), ...people(11, 'b'), ...people(1, 'c')];
+    const query = { version: 1, groupBy: ['region'], aggregates: [{ name: 'n', op: 'count' }, { name: 'm', op: 'mean', field: 'age', clamp: [0, 100] }, { name: 'h', op: 'histogram', field: 'age', bins: [0, 50, 100] }] };
+    let drawn = 0;
+    const src = seededBytes('analytics-dp');
+    const out = run(query, recs, { dp: { epsilon: 4, delta: 1e-6 }, randomBytes: (n) => { drawn += n; return src(n); } });
+    expect(drawn).toBeGreaterThan(0);
+    expect(out.counts).toEqual({ records: 512, matched: null, groups: 1, suppressedGroups: null });
+    // eps per measurement = 4 / (1 + 2 + 1) = 1: scale 1, threshold = 10 + ceil(ln(1 / 2e-6)) = 24
+    expect(out.privacy.dp).toEqual({ mechanism: 'discrete-laplace', epsilon: 4, delta: 1e-6, threshold: 24 });
+    expect(out.groups.map((g) => g.key)).toEqual([['a']]);
+    const g = out.groups[0]!;
+    expect(Number.isInteger(g.count)).toBe(true);
+    expect(Math.abs(g.count - 500)).toBeLessThan(15);
+    expect(Math.abs((g.aggregates.m as number) - 39.5)).toBeLessThan(1);
+    const h = g.aggregates.h as { counts: number[]; below: number; above: number };
+    for (const c of [...h.counts, h.below, h.above]) expect(Number.isInteger(c) && c >= 0).toBe(true);
+    // the same seed gives the same result; another seed, other noise
+    expect(run(query, recs, { dp: { epsilon: 4, delta: 1e-6 }, randomBytes: seededBytes('analytics-dp') })).toEqual(out);
+    expect(run(query, recs, { dp: { epsilon: 4, delta: 1e-6 }, randomBytes: seededBytes('other') })).not.toEqual(out);
   });
 });
 
@@ -169,6 +194,35 @@ describe('sketches', () => {
     expect(neg.quantile(0.5)).toBe(0);
   });
 
+  it('quantile sketch: a fixed window per sign, any insertion order, 1% within the window, exact extremes', () => {
+    fc.assert(
+      fc.property(fc.array(fc.double({ min: 1, max: 1e4, noNaN: true }), { minLength: 1, maxLength: 300 }), fc.boolean(), (vals, neg) => {
+        const sk = new QuantileSketch();
+        const xs = vals.map((v) => (neg ? -v : v));
+        for (const x of xs) sk.add(x);
+        const sorted = [...xs].sort((a, b) => a - b);
+        for (const q of [0, 0.05, 0.3, 0.5, 0.77, 0.95, 1]) {
+          const exact = sorted[Math.floor(q * (sorted.length - 1))]!;
+          expect(Math.abs(sk.quantile(q)! - exact) / Math.abs(exact)).toBeLessThan(0.0101);
+        }
+      }),
+      { numRuns: 200 },
+    );
+    // 30 orders of magnitude, largest first then smallest: values near zero collapse, the top stays exact to 1%
+    const wide = new QuantileSketch();
+    const xs: number[] = [];
+    for (let i = 0; i < 3000; i++) xs.push(10 ** (30 - (i % 3000) / 100));
+    for (const x of xs) wide.add(x);
+    xs.sort((a, b) => a - b);
+    for (const q of [0.9, 0.95, 0.99]) {
+      const exact = xs[Math.floor(q * (xs.length - 1))]!;
+      expect(Math.abs(wide.quantile(q)! - exact) / exact).toBeLessThan(0.0101);
+    }
+    expect(wide.quantile(0)).toBe(xs[0]);
+    expect(wide.quantile(1)).toBe(xs[xs.length - 1]);
+    expect(QuantileSketch.maxBytes()).toBeLessThan(10_000);
+  });
+
   it('distinct counts exact when small, within a few percent when large', () => {
     const d = new DistinctCounter();
     for (let i = 0; i < 1000; i++) d.add(`v${i % 500}`);
@@ -176,6 +230,16 @@ describe('sketches', () => {
     const big = new DistinctCounter();
     for (let i = 0; i < 50000; i++) big.add(`user-${i}`);
     expect(Math.abs(big.estimate() - 50000) / 50000).toBeLessThan(0.1);
+    // value spaces are kept apart: the string "1" and the number 1 are two values
+    const kinds = new DistinctCounter();
+    kinds.add('1', 1);
+    kinds.add('1', 2);
+    kinds.add('1', 2);
+    expect(kinds.estimate()).toBe(2);
+    // exact up to the limit, however long the values (only hashes are kept)
+    const long = new DistinctCounter();
+    for (let i = 0; i < DistinctCounter.EXACT_LIMIT; i++) long.add(`${i}`.padEnd(10_000, 'x'));
+    expect(long.estimate()).toBe(DistinctCounter.EXACT_LIMIT);
   });
 
   it('frequent terms undercount, never overcount', () => {
@@ -184,6 +248,11 @@ describe('sketches', () => {
     for (let i = 0; i < 1000; i++) { const t = i % 3 === 0 ? 'hot' : `cold${i}`; ft.add(t); truth.set(t, (truth.get(t) ?? 0) + 1); }
     for (const { term, count } of ft.top(10, 1)) expect(count).toBeLessThanOrEqual(truth.get(term)!);
     expect(ft.top(1, 1)[0]!.term).toBe('hot');
+    // tokens longer than MAX_TERM_CHARS are not words: ignored, so a counter's size is bounded
+    const lt = new FrequentTerms();
+    lt.add('y'.repeat(FrequentTerms.MAX_TERM_CHARS + 1));
+    lt.add('y'.repeat(FrequentTerms.MAX_TERM_CHARS));
+    expect(lt.top(5, 1).map((t) => t.term.length)).toEqual([FrequentTerms.MAX_TERM_CHARS]);
   });
 
   it('tokenizer and sentiment', () => {
