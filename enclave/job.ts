@@ -1,7 +1,13 @@
 /**
  * One analytics job inside the enclave: records in (batches, encrypted fields), one canonical result
- * out. A job is all-or-nothing: the first failing batch poisons it, every later call rethrows that
- * failure, and no partial result can be produced. Data keys are wiped when the job ends either way.
+ * out, over exactly the records the owner sealed.
+ *
+ * A job is all-or-nothing, and its failures say nothing about the data (privacy.md 4): the first
+ * failing batch poisons it silently (keys wiped, later batches read and dropped), and `finish` then
+ * throws one constant refusal, `ERR_JOB_REFUSED` with a fixed message, whatever went wrong: a record
+ * past the sealed count, a field that does not decrypt, a dataset digest that differs from the seal.
+ * So a host learns nothing from where or why a job failed, and nothing from a job that is not exactly
+ * the owner's records in the owner's order.
  *
  * Ownership: the `keys` map's byte arrays are handed to the job, which zeroes them on finish/abort.
  */
@@ -11,31 +17,44 @@ import { DatasetDigest, sha384 } from './protocol/digest.js';
 import { IV_LENGTH, PackedFieldWriter, TAG_LENGTH, aadPart, aadPrefix, getPath, recordIdOf, setPath } from './protocol/field.js';
 import { validateManifest, type KeyManifest } from './protocol/manifest.js';
 import type { EncodedRecords } from './protocol/frame.js';
-import { encodeResult, queryDigest, type Platform, type ResultDocument } from './protocol/result.js';
+import { encodeResult, queryDigest, type AuditLink, type LedgerLink, type Platform, type ResultDocument } from './protocol/result.js';
+import type { ResolvedRelease } from './protocol/release-policy.js';
 import { AnalyticsEngine } from './analytics/engine.js';
-import { validateQuery, type Query } from './analytics/query.js';
-import type { PrivacyBudget, RandomSource } from './analytics/privacy.js';
+import type { Query } from './analytics/query.js';
 import { decryptPackedChecked, fieldDecryptError, nodeFieldDecryptor, type FieldDecryptor } from './field-decrypt.js';
 
 export interface JobOptions {
   jobId: string;
   datasetId: string;
-  /** The untrusted query as received; validated here (`ERR_QUERY_INVALID`). */
-  query: unknown;
-  /** The key manifest as received; validated here (`ERR_MANIFEST_INVALID`). */
+  /** The query as received (named in the result) and its verdict under the owner's policy. */
+  query: Record<string, unknown>;
+  release: ResolvedRelease;
+  /** The sealed manifest, its seal already checked under every data key. */
   manifest: unknown;
+  /** SHA-384 of the sealed manifest body (seal.ts). */
+  sealDigest: Uint8Array;
   /** Data keys (32 bytes) by key reference, already unwrapped. Zeroed by the job when it ends. */
   keys: Map<string, Uint8Array>;
   decryptor?: FieldDecryptor;
   platform: Platform;
   workerVersion: string;
-  /** Uniform [0,1) source for differential-privacy noise (default: node:crypto). */
-  random?: RandomSource;
-  /** The dataset's epsilon budget; a DP query is refused up front if it does not fit, charged at finish. */
-  budget?: PrivacyBudget;
-  /** Operator floor for the minimum group size (default 10). */
-  minGroupSizeFloor?: number;
+  /** Random bytes for differential-privacy noise (default: node:crypto). */
+  randomBytes?: (n: number) => Uint8Array;
   maxGroups?: number;
+}
+
+/** The constant refusal of a job once records flow: code and text never depend on the data. */
+export const JOB_REFUSED_MESSAGE = 'the job was refused; nothing was released';
+export function jobRefused(): ToolkitError {
+  return new ToolkitError('ERR_JOB_REFUSED', JOB_REFUSED_MESSAGE, { reason: 'refused' });
+}
+
+/** What the worker adds to the result when it attests it. */
+export interface ResultLinks {
+  ledger: LedgerLink;
+  audit: AuditLink;
+  /** The dataset's total DP budget and what is spent, after this job's reservation (DP jobs). */
+  budget: { limit: number; spent: number } | null;
 }
 
 export interface JobExpectation {
@@ -51,6 +70,11 @@ export interface JobOutput {
   resultDigest: Uint8Array;
 }
 
+/** A finished computation that passed every check, waiting for the worker's links (audit, ledger). */
+export interface JobCompletion {
+  build(links: ResultLinks): JobOutput;
+}
+
 export type JobState = 'open' | 'failed' | 'finished' | 'aborted';
 
 export interface Job {
@@ -60,8 +84,10 @@ export interface Job {
    * `encoded`, when given, holds each record's canonical encoding as received (frame.ts
    * `encodedRecordsOf`): the digest hashes those bytes instead of encoding the records again.
    */
+  /** Never throws for what the records hold: a failure poisons the job (see the top of this file). */
   addBatch(records: readonly unknown[], encoded?: EncodedRecords): void;
-  finish(expect?: JobExpectation): JobOutput;
+  /** The checked computation, or the constant `ERR_JOB_REFUSED`. */
+  finish(expect?: JobExpectation): JobCompletion;
   abort(): void;
 }
 
@@ -105,118 +131,6 @@ function decodeUtf8(b: Buffer, start: number, end: number): string {
   return utf8.decode(b.subarray(start, end));
 }
 
-/**
- * The record ids of one job, as 64-bit keyed fingerprints in an open-addressing table (linear
- * probing, doubled at load 0.5): 16 to 32 bytes per record instead of a Set that keeps every id
- * string alive (the worker's peak RSS at 1M records fell by ~25-30 MB; its budget is 256 MB).
- *
- * Equal ids always give equal fingerprints, so a repeated record is refused deterministically; a
- * fingerprint collision can only refuse a job falsely, never let a duplicate through. For n distinct
- * ids that happens with probability about n^2 / 2^65 (1M records: ~3e-8). The hash is keyed per job
- * with random bytes so that no fixed set of ids collides in every job. It is a fast mixing hash, not
- * a cryptographic PRF: someone who crafts ids against it could at worst cause a false refusal, which
- * the host can cause anyway (by sending a record twice); it never weakens the duplicate check.
- */
-export class RecordIdSet {
-  #hi: Uint32Array;
-  #lo: Uint32Array;
-  #mask: number;
-  #size = 0;
-  readonly #k1: number;
-  readonly #k2: number;
-
-  /** `seed`: two 32-bit key words; random per set unless a test pins them. */
-  constructor(seed?: readonly [number, number], capacity = 1024) {
-    let k: readonly [number, number];
-    if (seed) k = seed;
-    else {
-      const r = crypto.getRandomValues(new Uint32Array(2));
-      k = [r[0]!, r[1]!];
-    }
-    this.#k1 = k[0] >>> 0;
-    this.#k2 = k[1] >>> 0;
-    let cap = 16;
-    while (cap < capacity) cap *= 2;
-    this.#hi = new Uint32Array(cap);
-    this.#lo = new Uint32Array(cap);
-    this.#mask = cap - 1;
-  }
-
-  get size(): number {
-    return this.#size;
-  }
-
-  /** Add `id`; false when an id with the same fingerprint was already there. */
-  add(id: string): boolean {
-    // Two independently keyed 32-bit lanes over the UTF-16 code units (distinct strings have distinct
-    // code-unit sequences; UTF-8 would merge lone surrogates), each step a bijection of the lane.
-    let a = this.#k1;
-    let b = this.#k2;
-    for (let i = 0; i < id.length; i++) {
-      const c = id.charCodeAt(i);
-      a = Math.imul(a ^ c, 0x9e3779b1);
-      a = (a << 15) | (a >>> 17);
-      b = Math.imul(b ^ c, 0x85ebca77);
-      b = (b << 13) | (b >>> 19);
-    }
-    a = fmix32(a ^ id.length ^ this.#k2);
-    b = fmix32(b ^ id.length ^ this.#k1);
-    a = (a + b) | 0;
-    b = fmix32((b ^ a) + 0x27d4eb2f);
-    let hi = a >>> 0;
-    const lo = b >>> 0;
-    // (0, 0) marks an empty slot; folding it into (0, 1) adds one more possible (false-refusal) collision.
-    if (hi === 0 && lo === 0) hi = 1;
-    const hs = this.#hi;
-    const ls = this.#lo;
-    const mask = this.#mask;
-    let j = (lo ^ (hi >>> 7)) & mask;
-    for (;;) {
-      const h = hs[j]!;
-      const l = ls[j]!;
-      if (h === 0 && l === 0) break;
-      if (h === hi && l === lo) return false;
-      j = (j + 1) & mask;
-    }
-    hs[j] = hi;
-    ls[j] = lo;
-    this.#size++;
-    if (this.#size * 2 > hs.length) this.#grow();
-    return true;
-  }
-
-  #grow(): void {
-    const oh = this.#hi;
-    const ol = this.#lo;
-    const cap = oh.length * 2;
-    const hs = new Uint32Array(cap);
-    const ls = new Uint32Array(cap);
-    const mask = cap - 1;
-    for (let i = 0; i < oh.length; i++) {
-      const hi = oh[i]!;
-      const lo = ol[i]!;
-      if (hi === 0 && lo === 0) continue;
-      let j = (lo ^ (hi >>> 7)) & mask;
-      while (hs[j] !== 0 || ls[j] !== 0) j = (j + 1) & mask;
-      hs[j] = hi;
-      ls[j] = lo;
-    }
-    this.#hi = hs;
-    this.#lo = ls;
-    this.#mask = mask;
-  }
-}
-
-/** A 32-bit finaliser: every input bit affects every output bit. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h;
-}
-
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return false;
   const p = Object.getPrototypeOf(v);
@@ -250,16 +164,16 @@ class JobImpl implements Job {
   readonly #decryptor: FieldDecryptor;
   readonly #packed = new PackedFieldWriter();
   readonly #slots = new Map<string, KeySlot>();
-  /** Fingerprints of the record ids seen in this job (see #addBatch). */
-  readonly #seenIds = new RecordIdSet();
+  readonly #sealedDigest: Uint8Array;
   #nextOrder = 0;
   readonly #aadPrefix: Uint8Array;
-  #failure: ToolkitError | undefined;
+  /** Kept for tests and debugging inside the enclave; never sent anywhere. */
+  #failure: unknown;
 
   constructor(opts: JobOptions, wipe: () => void) {
     this.#opts = opts;
     this.#wipe = wipe;
-    this.#query = validateQuery(opts.query);
+    this.#query = opts.release.query;
     this.#manifest = validateManifest(opts.manifest);
     if (this.#manifest.datasetId !== opts.datasetId)
       throw new ToolkitError('ERR_MANIFEST_INVALID', 'the manifest is for another dataset', { reason: 'dataset' });
@@ -267,19 +181,21 @@ class JobImpl implements Job {
       if (!(k instanceof Uint8Array) || k.length !== 32)
         throw new ToolkitError('ERR_FIELD_DECRYPT', `data key "${ref}" is not 32 bytes`, { reason: 'key_length' });
     }
-    const dp = this.#query.privacy.dp;
-    if (dp && opts.budget && opts.budget.remaining(opts.datasetId) + 1e-9 < dp.epsilon) {
-      throw new ToolkitError('ERR_PRIVACY_BUDGET', `dataset "${opts.datasetId}": epsilon ${dp.epsilon} exceeds the remaining budget ${opts.budget.remaining(opts.datasetId)}`, { reason: 'exhausted' });
-    }
+    if (!(opts.sealDigest instanceof Uint8Array) || opts.sealDigest.length !== 48) throw new TypeError('"sealDigest" expected 48 bytes');
+    this.#sealedDigest = new Uint8Array(Buffer.from(this.#manifest.digest, 'hex'));
     this.#idSegs = this.#manifest.idField.split('.');
     this.#fields = this.#manifest.fields.map((path) => ({ path, segs: path.split('.'), aadPart: aadPart(path) }));
     this.#aadPrefix = aadPrefix(opts.datasetId);
     this.#digest = new DatasetDigest(opts.datasetId);
-    const engineOpts: ConstructorParameters<typeof AnalyticsEngine>[1] = {};
-    if (opts.random) engineOpts.random = opts.random;
-    if (opts.minGroupSizeFloor !== undefined) engineOpts.minGroupSizeFloor = opts.minGroupSizeFloor;
-    if (opts.maxGroups !== undefined) engineOpts.maxGroups = opts.maxGroups;
-    this.#engine = new AnalyticsEngine(this.#query, engineOpts);
+    const r = opts.release;
+    this.#engine = new AnalyticsEngine(this.#query, {
+      minGroupSize: r.minGroupSize,
+      dp: r.dp,
+      clamps: r.clamps,
+      publicDomains: r.publicDomains,
+      ...(opts.randomBytes ? { randomBytes: opts.randomBytes } : {}),
+      ...(opts.maxGroups !== undefined ? { maxGroups: opts.maxGroups } : {}),
+    });
     this.#decryptor = opts.decryptor ?? nodeFieldDecryptor;
   }
 
@@ -287,25 +203,27 @@ class JobImpl implements Job {
     return this.#digest.count;
   }
 
-  #ensureOpen(): void {
-    if (this.state === 'failed') throw new ToolkitError('ERR_JOB_FAILED', 'the job has failed', { reason: 'poisoned', cause: this.#failure });
-    if (this.state !== 'open') throw new ToolkitError('ERR_JOB_FAILED', `the job is ${this.state}`, { reason: this.state });
+  /** For tests inside the enclave process: why a poisoned job failed. Never leaves the worker. */
+  get failureForTests(): unknown {
+    return this.#failure;
   }
 
-  #fail(e: unknown): never {
-    const err = e instanceof ToolkitError ? e : new ToolkitError('ERR_JOB_FAILED', 'internal error', { reason: 'internal', cause: e });
+  #poison(e: unknown): void {
     this.state = 'failed';
-    this.#failure = err;
+    this.#failure = e;
     this.#wipe();
-    throw err;
   }
 
   addBatch(records: readonly unknown[], encoded?: EncodedRecords): void {
-    this.#ensureOpen();
+    if (!Array.isArray(records)) throw new TypeError('"records" expected an array');
+    if (this.state === 'failed') return; // read and dropped: the refusal comes at finish, whatever happened
+    if (this.state !== 'open') throw new ToolkitError('ERR_JOB_FAILED', `the job is ${this.state}`, { reason: this.state });
     try {
+      // Records past the sealed count are not the owner's: nothing of them is decrypted.
+      if (this.count + records.length > this.#manifest.records) throw new ToolkitError('ERR_DATASET_INVALID', 'more records than sealed', { reason: 'count' });
       this.#addBatch(records, encoded);
     } catch (e) {
-      this.#fail(e);
+      this.#poison(e);
     }
   }
 
@@ -329,10 +247,8 @@ class JobImpl implements Job {
       const recordId = recordIdOf(getPath(r, this.#idSegs));
       if (recordId === undefined)
         throw new ToolkitError('ERR_DATASET_INVALID', `record ${this.count - 1} has no usable id field "${this.#manifest.idField}"`, { reason: 'record_id' });
-      // One record per id per job: the host could otherwise send one genuine record k times, lift it
-      // past minGroupSize and have its decrypted fields released as a group key (or its exact values).
-      if (!this.#seenIds.add(recordId))
-        throw new ToolkitError('ERR_DATASET_INVALID', `record ${this.count - 1} repeats the id of an earlier record`, { reason: 'duplicate_record_id' });
+      // A record sent twice (or any record not in the owner's sequence) changes the digest, and the
+      // job is refused at finish; no per-id memory is needed (privacy.md 1).
       recordIds[i] = recordId;
       for (let fi = 0; fi < fields.length; fi++) {
         const f = fields[fi]!;
@@ -408,39 +324,55 @@ class JobImpl implements Job {
     for (let i = 0; i < records.length; i++) this.#engine.add(records[i] as Record<string, unknown>);
   }
 
-  finish(expect?: JobExpectation): JobOutput {
-    this.#ensureOpen();
+  finish(expect?: JobExpectation): JobCompletion {
+    if (this.state === 'failed') {
+      this.#wipe();
+      throw jobRefused();
+    }
+    if (this.state !== 'open') throw new ToolkitError('ERR_JOB_FAILED', `the job is ${this.state}`, { reason: this.state });
     try {
       const count = this.count;
       const digest = this.#digest.digest();
-      if (expect) {
-        if (expect.count !== count)
-          throw new ToolkitError('ERR_JOB_FAILED', `the host announced ${expect.count} records, the job received ${count}`, { reason: 'count_mismatch' });
-        if (!(expect.datasetDigest instanceof Uint8Array) || !equalBytes(expect.datasetDigest, digest))
-          throw new ToolkitError('ERR_JOB_FAILED', 'the host\'s dataset digest differs from the records received', { reason: 'digest_mismatch' });
-      }
+      // Exactly the owner's records, in the owner's order, clear fields and ids included.
+      let ok = count === this.#manifest.records && equalBytes(digest, this.#sealedDigest);
+      if (expect) ok = ok && expect.count === count && expect.datasetDigest instanceof Uint8Array && equalBytes(expect.datasetDigest, digest);
+      if (!ok) throw new ToolkitError('ERR_DATASET_INVALID', 'records differ from the seal', { reason: 'seal_mismatch' });
       const out = this.#engine.finish();
-      const dp = this.#query.privacy.dp;
-      const budget = dp && this.#opts.budget ? this.#opts.budget.charge(this.#opts.datasetId, dp.epsilon) : null;
-      const result: ResultDocument = {
-        version: 1,
-        jobId: this.#opts.jobId,
-        datasetId: this.#opts.datasetId,
-        datasetDigest: digest,
-        query: this.#opts.query as Record<string, unknown>,
-        queryDigest: queryDigest(this.#opts.query),
-        counts: out.counts,
-        groups: out.groups,
-        privacy: { minGroupSize: out.privacy.minGroupSize, dp: out.privacy.dp ? { ...out.privacy.dp, budget } : null },
-        platform: this.#opts.platform,
-        workerVersion: this.#opts.workerVersion,
-      };
-      const resultBytes = encodeResult(result);
       this.state = 'finished';
       this.#wipe();
-      return { result, resultBytes, resultDigest: sha384(resultBytes) };
+      const o = this.#opts;
+      const m = this.#manifest;
+      return {
+        build: (links: ResultLinks): JobOutput => {
+          // A noised result must say so: its DP parameters need the budget the job was admitted under.
+          if (out.privacy.dp && !links.budget) throw new TypeError('a differentially private result needs links.budget');
+          const result: ResultDocument = {
+            version: 2,
+            jobId: o.jobId,
+            datasetId: o.datasetId,
+            datasetDigest: digest,
+            sealDigest: o.sealDigest,
+            keyArns: [...new Set(Object.values(m.keys).map((k) => k.keyId))].sort(),
+            query: o.query,
+            queryDigest: queryDigest(o.query),
+            counts: out.counts,
+            groups: out.groups,
+            privacy: {
+              minGroupSize: out.privacy.minGroupSize,
+              dp: out.privacy.dp && links.budget ? { ...out.privacy.dp, budget: links.budget } : null,
+            },
+            ledger: links.ledger,
+            audit: links.audit,
+            platform: o.platform,
+            workerVersion: o.workerVersion,
+          };
+          const resultBytes = encodeResult(result);
+          return { result, resultBytes, resultDigest: sha384(resultBytes) };
+        },
+      };
     } catch (e) {
-      return this.#fail(e);
+      this.#poison(e);
+      throw jobRefused();
     }
   }
 

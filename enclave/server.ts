@@ -35,8 +35,8 @@ export interface ActiveJob {
   readonly jobId: string;
   /** Process one batch; the session awaits it before reading further (backpressure). */
   addBatch(msg: RecordsMessage): Promise<void> | void;
-  /** All records are in: the attested result. */
-  finish(msg: JobEndMessage): Promise<{ result: Uint8Array; evidence: Uint8Array }>;
+  /** All records are in: the attested result, or a `JobRefusal` (attested) thrown. */
+  finish(msg: JobEndMessage): Promise<{ result: Uint8Array; evidence: Uint8Array; ledger?: Uint8Array }>;
   /** Drop the job (failure or disconnect): wipe its keys, release nothing. Idempotent. */
   abort(): void;
 }
@@ -47,7 +47,7 @@ export interface SessionHandler {
   attest(nonce: Uint8Array): Promise<Uint8Array>;
   /** The worker's public key (DER SPKI), sent next to evidence that binds it only as a digest (SEV-SNP). */
   publicKey?: Uint8Array;
-  /** Fetch keys and set up a job; throws a ToolkitError (sent to the host) on failure. */
+  /** Fetch keys and set up a job; throws a `JobRefusal` (sent as an attested refusal) or a ToolkitError. */
   startJob(msg: JobStartMessage): Promise<ActiveJob>;
   log(line: string): void;
 }
@@ -141,8 +141,8 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
         if (m.jobId !== job.jobId) throw protocolError('jobId', 'job_end: for another job');
         const j = job;
         try {
-          const { result, evidence } = await asJobFailure(j.finish(m));
-          await send({ t: 'result', jobId: j.jobId, result, evidence, ...(handler.publicKey ? { publicKey: handler.publicKey } : {}) });
+          const { result, evidence, ledger } = await asJobFailure(j.finish(m));
+          await send({ t: 'result', jobId: j.jobId, result, evidence, ...(handler.publicKey ? { publicKey: handler.publicKey } : {}), ...(ledger ? { ledger } : {}) });
           handler.log(`job ${j.jobId}: result released (${result.length} bytes)`);
         } finally {
           j.abort();
@@ -170,12 +170,14 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
     decoder.end();
   } catch (e) {
     const pe = publicError(e);
-    const jobId = job?.jobId ?? ((state as string) === 'job' || e instanceof JobFailure ? lastJobId : undefined);
-    handler.log(`session: ${jobId ? `job ${jobId} ` : ''}failed: ${pe.code}: ${pe.message}`);
+    const jobId = job?.jobId ?? ((state as string) === 'job' || e instanceof JobFailure || e instanceof JobRefusal ? lastJobId : undefined);
+    handler.log(`session: ${jobId ? `job ${jobId} ` : ''}${e instanceof JobRefusal ? 'refused' : 'failed'}: ${pe.code}: ${pe.message}`);
     job?.abort();
     job = undefined;
     try {
-      await send({ t: 'error', code: pe.code, message: pe.message, ...(jobId ? { jobId } : {}) });
+      if (e instanceof JobRefusal && jobId)
+        await send({ t: 'refusal', jobId, refusal: e.attested.refusal, evidence: e.attested.evidence, ...(handler.publicKey ? { publicKey: handler.publicKey } : {}), ...(e.attested.ledger ? { ledger: e.attested.ledger } : {}) });
+      else await send({ t: 'error', code: pe.code, message: pe.message, ...(jobId ? { jobId } : {}) });
     } catch {
       // the peer is gone; nothing more to tell it
     }
@@ -203,10 +205,24 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
   }
 }
 
+/**
+ * A job refused with an attested refusal document (worker.ts): the session sends it as a `refusal`
+ * frame instead of an `error`, so the host can keep it as evidence in its audit log.
+ */
+export class JobRefusal extends ToolkitError {
+  constructor(
+    err: ToolkitError,
+    readonly attested: { refusal: Uint8Array; evidence: Uint8Array; ledger?: Uint8Array },
+  ) {
+    super(err.code, err.message, err.reason === undefined ? { cause: err } : { cause: err, reason: err.reason });
+  }
+}
+
 async function asJobFailure<T>(p: Promise<T>): Promise<T> {
   try {
     return await p;
   } catch (e) {
+    if (e instanceof JobRefusal) throw e;
     if (e instanceof ToolkitError) {
       const f = new JobFailure(e.code, e.message, e.reason === undefined ? { cause: e } : { cause: e, reason: e.reason });
       throw f;

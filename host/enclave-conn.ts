@@ -160,7 +160,7 @@ export class EnclaveConnection {
       return;
     }
     for (const m of msgs) {
-      if (m.t === 'error') for (const f of this.#onTrouble) f(m);
+      if (m.t === 'error' || m.t === 'refusal') for (const f of this.#onTrouble) f(m);
       const w = this.#waiters.shift();
       if (w) w.resolve(m);
       else this.#queue.push(m);

@@ -16,8 +16,9 @@ import { stringify as stringifyCsv } from 'csv-stringify/sync';
 import { KMSClient, GenerateDataKeyCommand } from '@aws-sdk/client-kms';
 import { ToolkitError } from '../attestation/errors.js';
 import {
-  fieldAad, formatField, getPath, isValidDatasetId, isValidFieldPath, keyEncryptionContext, recordIdOf, setPath, validateManifest,
-  type KeyManifest, type ManifestKey,
+  DatasetDigest, MAX_SCHEMA_FIELDS, deriveSealKey, fieldAad, formatField, getPath, isValidDatasetId, isValidFieldPath, keyEncryptionContext, recordIdOf,
+  sealManifest, setPath, validateManifest, validateManifestBody, validateReleasePolicy,
+  type FieldType, type KeyManifest, type ManifestBody, type ManifestKey, type ReleasePolicy,
 } from '../enclave/protocol/index.js';
 import { readDataset, datasetError, type DatasetFormat } from './dataset.js';
 
@@ -109,6 +110,57 @@ export interface EncryptDatasetOptions {
   maxLineBytes?: number;
   /** IV source, injectable for tests; default node:crypto. */
   randomBytes?: (n: number) => Uint8Array;
+  /** The owner's release policy, sealed into the manifest; absent = the strictest default. */
+  policy?: ReleasePolicy | null;
+}
+
+const NUMERIC_RE = /^\s*-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
+const SEGMENT_RE = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
+
+/**
+ * The schema: every leaf field path and its type, from the plaintext records. CSV carries every
+ * value as text, so a column whose non-empty values are all decimal numbers is a number there.
+ */
+class SchemaBuilder {
+  readonly types = new Map<string, FieldType>();
+  constructor(private readonly csv: boolean) {}
+  add(record: Record<string, unknown>): void {
+    this.#walk(record, '', 0);
+  }
+  #set(path: string, t: FieldType): void {
+    const cur = this.types.get(path);
+    if (cur === undefined) {
+      if (this.types.size >= MAX_SCHEMA_FIELDS)
+        throw new ToolkitError('ERR_DATASET_INVALID', `the records have more than ${MAX_SCHEMA_FIELDS} distinct field paths`, { reason: 'schema' });
+      this.types.set(path, t);
+    } else if (cur !== t) this.types.set(path, 'mixed');
+  }
+  #walk(o: Record<string, unknown>, prefix: string, depth: number): void {
+    for (const [k, v] of Object.entries(o)) {
+      // Names a query cannot express are not part of the schema (they cannot be asked for).
+      if (!SEGMENT_RE.test(k) || k === '__proto__' || k === 'constructor' || k === 'prototype') continue;
+      const path = prefix ? `${prefix}.${k}` : k;
+      if (v === null || v === undefined) continue;
+      if (typeof v === 'object' && !Array.isArray(v)) {
+        if (depth < 7) this.#walk(v as Record<string, unknown>, path, depth + 1);
+        else this.#set(path, 'mixed');
+      } else if (typeof v === 'number') this.#set(path, 'number');
+      else if (typeof v === 'boolean') this.#set(path, 'boolean');
+      else if (typeof v === 'string') {
+        if (this.csv && v === '') continue;
+        this.#set(path, this.csv && v.length <= 64 && NUMERIC_RE.test(v) ? 'number' : 'string');
+      } else this.#set(path, 'mixed');
+    }
+  }
+  build(): Record<string, FieldType> {
+    return Object.fromEntries([...this.types].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+  }
+}
+
+/** A CSV cell as csv-parse hands it back after csv-stringify wrote it. */
+function csvCell(v: unknown): string {
+  if (v === undefined || v === null) return '';
+  return typeof v === 'string' ? v : String(v);
 }
 
 export const DEFAULT_ROTATE_AFTER = 1_000_000;
@@ -155,6 +207,7 @@ function endStream(out: Writable): Promise<void> {
 
 /** Encrypt a dataset's fields; resolves to the key manifest once every byte is written. */
 export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyManifest> {
+  const policy = opts.policy === undefined || opts.policy === null ? null : validateReleasePolicy(opts.policy);
   if (!isValidDatasetId(opts.datasetId)) throw new TypeError('"datasetId" expected [A-Za-z0-9][A-Za-z0-9._:-]{0,127}');
   if (!isValidFieldPath(opts.idField)) throw new TypeError('"idField" expected a field path');
   if (!Array.isArray(opts.fields) || opts.fields.length === 0) throw new TypeError('"fields" expected at least one field path');
@@ -163,7 +216,12 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
   if (!Number.isSafeInteger(rotateAfter) || rotateAfter < 1) throw new RangeError('"rotateAfter" expected a positive integer');
   if (typeof opts.keyId !== 'string' || opts.keyId.length === 0) throw new TypeError('"keyId" expected a KMS key id');
   // Validate the manifest shape before any KMS call (duplicate or overlapping fields, id among fields).
-  validateManifest({ version: 1, datasetId: opts.datasetId, idField: opts.idField, fields: opts.fields, keys: { k0: { keyId: 'x', ciphertextBlob: 'AA==', encryptionContext: {} } } });
+  validateManifestBody({
+    version: 2, datasetId: opts.datasetId, idField: opts.idField, fields: opts.fields,
+    schema: Object.fromEntries(opts.fields.map((f) => [f, 'mixed'])),
+    keys: { k0: { keyId: 'arn:aws:kms:us-east-1:111122223333:key/x', ciphertextBlob: 'AA==', encryptionContext: keyEncryptionContext(opts.datasetId, 'k0') } },
+    records: 0, digest: '0'.repeat(96), policy,
+  });
 
   const csv = opts.format === 'csv';
   // CSV rows are flat: a field path names a column. NDJSON records are nested objects.
@@ -173,6 +231,10 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
   const slot = new KeySlot();
   const ivs = new IvPool(opts.randomBytes ?? ((n) => randomBytes(n)));
   let keyCount = 0;
+  /** Seal keys (HKDF of each data key): kept to seal the manifest at the end, wiped after. */
+  const sealKeys = new Map<string, Uint8Array>();
+  const schema = new SchemaBuilder(csv);
+  const digest = new DatasetDigest(opts.datasetId);
 
   const newKey = async (): Promise<void> => {
     slot.wipe();
@@ -183,6 +245,11 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
       dk.plaintext?.fill?.(0);
       throw new ToolkitError('ERR_KMS_REQUEST', 'the data key source returned a key that is not 32 bytes', { reason: 'response' });
     }
+    if (!/^arn:aws[a-z-]*:kms:/.test(dk.keyId)) {
+      dk.plaintext.fill(0);
+      throw new ToolkitError('ERR_KMS_REQUEST', `KMS named the key "${dk.keyId.slice(0, 200)}", not a key ARN`, { reason: 'response' });
+    }
+    sealKeys.set(ref, deriveSealKey(dk.plaintext));
     slot.ref = ref;
     slot.key = dk.plaintext;
     slot.ko = createSecretKey(dk.plaintext);
@@ -219,6 +286,7 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
     for await (const { record, line } of readDataset(opts.input, readOpts)) {
       const recordId = recordIdOf(getPath(record, idSegs));
       if (recordId === undefined) throw datasetError(line, 'record_id', `no usable id in field "${opts.idField}" (a non-empty string or an integer)`);
+      schema.add(record);
       for (let i = 0; i < fieldSegs.length; i++) {
         const segs = fieldSegs[i]!;
         const v = getPath(record, segs);
@@ -239,20 +307,42 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
           if (missing.length > 0) throw datasetError(1, 'field_absent', `no column named ${missing.map((f) => `"${f}"`).join(', ')}`);
           rows.push(header);
         }
-        rows.push(header.map((h) => record[h] as unknown));
+        const row = header.map((h) => csvCell(record[h]));
+        // The digest is over the record as a reader of the written file will see it (digest.ts).
+        const seen: Record<string, unknown> = {};
+        header.forEach((h, i) => (seen[h] = row[i]));
+        digest.add(seen);
+        rows.push(row);
         if (rows.length >= BATCH) await flush();
       } else {
-        lines.push(JSON.stringify(record) + '\n');
+        const text = JSON.stringify(record);
+        digest.add(JSON.parse(text));
+        lines.push(text + '\n');
         if (lines.length >= BATCH) await flush();
       }
     }
     await flush();
     const absent = opts.fields.filter((_, i) => !present[i]);
     if (absent.length > 0) throw datasetError(0, 'field_absent', `no record has the field(s) ${absent.map((f) => `"${f}"`).join(', ')}`);
+    const types = schema.build();
+    for (const f of opts.fields) if (!(f in types)) types[f] = 'mixed';
+    const body: ManifestBody = validateManifestBody({
+      version: 2,
+      datasetId: opts.datasetId,
+      idField: opts.idField,
+      fields: [...opts.fields],
+      schema: types,
+      keys,
+      records: digest.count,
+      digest: Buffer.from(digest.digest()).toString('hex'),
+      policy,
+    });
+    const manifest = validateManifest(sealManifest(body, sealKeys));
     if (partial) {
       await endStream(out);
       await rename(partial, toPath!);
     }
+    return manifest;
   } catch (e) {
     if (partial) {
       // Wait for the stream to close: a file still being opened would otherwise reappear after rm.
@@ -266,6 +356,7 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
     throw e;
   } finally {
     slot.wipe();
+    for (const k of sealKeys.values()) k.fill(0);
+    sealKeys.clear();
   }
-  return validateManifest({ version: 1, datasetId: opts.datasetId, idField: opts.idField, fields: [...opts.fields], keys });
 }

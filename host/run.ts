@@ -22,15 +22,18 @@ import {
   DatasetDigest,
   PROTOCOL_VERSION,
   RecordBatch,
+  manifestBody,
   queryDigest,
+  sealDigest,
   type KeyManifest,
   type Message,
+  type RefusalDocument,
   type ResultDocument,
 } from '../enclave/protocol/index.js';
 import { readDataset, detectFormat, type DatasetFormat } from './dataset.js';
 import { EnclaveConnection } from './enclave-conn.js';
 import type { Progress } from './progress.js';
-import { verifyResult, verifyWorkerEvidence, type Expectations, type VerifiedEvidence } from './verify-result.js';
+import { verifyRefusal, verifyResult, verifyWorkerEvidence, type Expectations, type VerifiedEvidence } from './verify-result.js';
 
 export interface RunJobOptions {
   /** Dataset file (NDJSON or CSV, encrypted fields as written by `enclavekit encrypt`). */
@@ -54,6 +57,8 @@ export interface RunJobOptions {
   tap?: (direction: 'out' | 'in', bytes: Uint8Array) => void;
   log?: (line: string) => void;
   randomBytes?: (n: number) => Uint8Array;
+  /** The dataset's sealed privacy ledger as the worker last returned it (kept by the host). */
+  ledger?: Uint8Array;
 }
 
 export interface JobSummary {
@@ -64,8 +69,22 @@ export interface JobSummary {
   queryDigest: string;
   records: number;
   keyIds: string[];
+  /** Hex SHA-384 of the sealed manifest body. */
+  sealDigest: string;
   /** The worker's attestation after hello, if it verified. */
   worker?: VerifiedEvidence;
+  /** The nonce sent in job_start (audit entries keep it beside the evidence). */
+  jobNonce?: Uint8Array;
+  /** The sealed ledger the worker returned with its result or refusal: keep it for the next job. */
+  ledger?: Uint8Array;
+}
+
+/** An attested refusal the worker sent, verified. */
+export interface AttestedRefusal {
+  doc: RefusalDocument;
+  bytes: Uint8Array;
+  evidence: Uint8Array;
+  verification: VerifiedEvidence;
 }
 
 export type RunOutcome =
@@ -77,7 +96,18 @@ export type RunOutcome =
       evidence: Uint8Array;
       verification: VerifiedEvidence;
     })
-  | (JobSummary & { ok: false; error: { code: string; message: string; reason?: string; stage: string } });
+  | (JobSummary & { ok: false; error: { code: string; message: string; reason?: string; stage: string }; refusal?: AttestedRefusal });
+
+/** Thrown inside runJob when the worker sent a refusal that verified. */
+class RefusedByWorker extends ToolkitError {
+  constructor(readonly attested: AttestedRefusal) {
+    super(
+      attested.doc.code as ToolkitError['code'],
+      attested.doc.code === 'ERR_JOB_REFUSED' ? 'the worker refused the job; nothing was released' : `the worker refused the job: ${attested.doc.code} (${attested.doc.reason}): ${attested.doc.message}`,
+      { reason: attested.doc.reason },
+    );
+  }
+}
 
 /** A worker's `error` frame as a host-side error. */
 export function workerError(m: Extract<Message, { t: 'error' }>): ToolkitError {
@@ -105,6 +135,20 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
     queryDigest: toHex(queryDigest(opts.query)),
     records: 0,
     keyIds: [...new Set(Object.values(manifest.keys).map((k) => k.keyId))],
+    sealDigest: toHex(sealDigest(manifestBody(manifest))),
+  };
+  let jobNonce: Uint8Array | undefined;
+  let workerKey: Uint8Array | undefined;
+  /** Verify a refusal frame and turn it into the error this job ends with. */
+  const refusalError = (m: Extract<Message, { t: 'refusal' }>): ToolkitError => {
+    if (m.ledger) summary.ledger = m.ledger;
+    if (!jobNonce || !workerKey || m.jobId !== jobId) return new ToolkitError('ERR_PROTOCOL', 'a refusal for no job of ours', { reason: 'state' });
+    try {
+      const v = verifyRefusal(m.refusal, m.evidence, { ...opts.expect, now: now() }, { jobId, datasetId: manifest.datasetId, query: opts.query, nonce: jobNonce, publicKey: workerKey });
+      return new RefusedByWorker({ doc: v.refusal, bytes: m.refusal, evidence: m.evidence, verification: v.evidence });
+    } catch (e) {
+      return isToolkitError(e) ? e : new ToolkitError('ERR_RESULT_INVALID', 'the refusal did not verify', { reason: 'refusal', cause: e });
+    }
   };
   let stage = 'connect';
   let conn: EnclaveConnection | undefined;
@@ -125,15 +169,20 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
       ...(att.publicKey ? { publicKey: att.publicKey } : {}),
     });
     summary.worker = worker;
+    workerKey = worker.publicKey;
     log(`worker attested: platform ${worker.platform}${worker.pcrs['0'] ? `, PCR0 ${worker.pcrs['0']}` : ''}${worker.measurement ? `, MEASUREMENT ${worker.measurement}` : ''}`);
 
     stage = 'stream';
-    const jobNonce = rnd(32);
-    await conn.send({ t: 'job_start', jobId, datasetId: manifest.datasetId, query: opts.query, manifest, nonce: jobNonce });
+    jobNonce = rnd(32);
+    summary.jobNonce = jobNonce;
+    await conn.send({ t: 'job_start', jobId, datasetId: manifest.datasetId, query: opts.query, manifest, nonce: jobNonce, ...(opts.ledger ? { ledger: opts.ledger } : {}) });
     // Stop streaming as soon as the worker reports a failure or the channel dies.
     let trouble: ToolkitError | undefined;
     const off = conn.onTrouble((why) => {
-      trouble ??= isToolkitError(why) ? why : workerError(why as Extract<Message, { t: 'error' }>);
+      if (trouble) return;
+      if (isToolkitError(why)) trouble = why;
+      else if (why.t === 'refusal') trouble = refusalError(why);
+      else trouble = workerError(why as Extract<Message, { t: 'error' }>);
     });
     const digest = new DatasetDigest(manifest.datasetId);
     let bytes = 0;
@@ -186,6 +235,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
     await conn.send({ t: 'job_end', jobId, count: summary.records, datasetDigest });
     const msg = await conn.next(opts.resultTimeoutMs ?? 120_000);
     if (msg.t === 'error') throw workerError(msg);
+    if (msg.t === 'refusal') throw refusalError(msg);
     if (msg.t !== 'result' || msg.jobId !== jobId) throw new ToolkitError('ERR_PROTOCOL', `expected the result of ${jobId}, got ${msg.t}`, { reason: 'state' });
 
     stage = 'verify';
@@ -197,7 +247,10 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
       records: summary.records,
       nonce: jobNonce,
       publicKey: worker.publicKey!,
+      sealDigest: sealDigest(manifestBody(manifest)),
+      keyArns: summary.keyIds,
     });
+    if (msg.ledger) summary.ledger = msg.ledger;
     return {
       ...summary,
       ok: true,
@@ -215,6 +268,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
       ...summary,
       ok: false,
       error: { code: err.code, message: err.message, ...(err.reason !== undefined ? { reason: err.reason } : {}), stage },
+      ...(err instanceof RefusedByWorker ? { refusal: err.attested } : {}),
     };
   } finally {
     opts.progress?.done();

@@ -14,7 +14,7 @@ import { AttestationPolicyError, ToolkitError, type PolicyViolation } from '../a
 import { equalBytes, toHex } from '../attestation/bytes.js';
 import { verifyNitro, verifyEvidence, SNP_REPORT_SIZE, type VerifiedNitroDocument } from '../attestation/index.js';
 import { snpReportData } from '../attestation/sevsnp/binding.js';
-import { decodeResult, queryDigest, sha384, type ResultDocument } from '../enclave/protocol/index.js';
+import { decodeRefusal, decodeResult, queryDigest, sha384, type RefusalDocument, type ResultDocument } from '../enclave/protocol/index.js';
 
 export interface Expectations {
   /** Expected PCR values by index (Nitro). */
@@ -129,6 +129,9 @@ export interface ResultBinding {
   nonce: Uint8Array;
   /** The public key from the hello evidence: the same worker must sign the result. */
   publicKey: Uint8Array;
+  /** SHA-384 of the sealed manifest body the job ran on, and the owner's key ARNs in it. */
+  sealDigest: Uint8Array;
+  keyArns: readonly string[];
 }
 
 /** Verify a result frame; throws on the first failed check (policy violations listed together). */
@@ -144,6 +147,9 @@ export function verifyResult(resultBytes: Uint8Array, evidence: Uint8Array, x: E
   const qd = queryDigest(b.query);
   if (!equalBytes(result.queryDigest, qd)) v.push({ field: 'result.queryDigest', expected: toHex(qd), actual: toHex(result.queryDigest) });
   if (result.counts.records !== b.records) v.push({ field: 'result.counts.records', expected: String(b.records), actual: String(result.counts.records) });
+  if (!equalBytes(result.sealDigest, b.sealDigest)) v.push({ field: 'result.sealDigest', expected: toHex(b.sealDigest), actual: toHex(result.sealDigest) });
+  const wantArns = [...new Set(b.keyArns)].sort().join(',');
+  if (result.keyArns.join(',') !== wantArns) v.push({ field: 'result.keyArns', expected: wantArns, actual: result.keyArns.join(',') });
   const wantPlatform = ev.platform === 'simulator' ? 'simulator' : ev.format;
   if (result.platform !== wantPlatform) v.push({ field: 'result.platform', expected: wantPlatform, actual: result.platform });
   if (v.length > 0)
@@ -151,4 +157,30 @@ export function verifyResult(resultBytes: Uint8Array, evidence: Uint8Array, x: E
       reason: 'binding',
     });
   return { result, resultDigest, evidence: ev };
+}
+
+export interface VerifiedRefusal {
+  refusal: RefusalDocument;
+  refusalDigest: Uint8Array;
+  evidence: VerifiedEvidence;
+}
+
+/** Verify an attested refusal: same evidence checks as a result, and it must be for our job. */
+export function verifyRefusal(
+  refusalBytes: Uint8Array,
+  evidence: Uint8Array,
+  x: Expectations,
+  b: Pick<ResultBinding, 'jobId' | 'datasetId' | 'query' | 'nonce' | 'publicKey'>,
+): VerifiedRefusal {
+  const refusalDigest = sha384(refusalBytes);
+  const ev = verifyWorkerEvidence(evidence, x, { nonce: b.nonce, userData: refusalDigest, publicKey: b.publicKey });
+  const refusal = decodeRefusal(refusalBytes);
+  const v: PolicyViolation[] = [];
+  if (refusal.jobId !== b.jobId) v.push({ field: 'refusal.jobId', expected: b.jobId, actual: refusal.jobId });
+  if (refusal.datasetId !== b.datasetId) v.push({ field: 'refusal.datasetId', expected: b.datasetId, actual: refusal.datasetId });
+  const qd = queryDigest(b.query);
+  if (!equalBytes(refusal.queryDigest, qd)) v.push({ field: 'refusal.queryDigest', expected: toHex(qd), actual: toHex(refusal.queryDigest) });
+  if (v.length > 0)
+    throw new ToolkitError('ERR_RESULT_INVALID', `refusal does not match the job: ${v.map((x) => `${x.field} expected ${x.expected}, got ${x.actual}`).join('; ')}`, { reason: 'binding' });
+  return { refusal, refusalDigest, evidence: ev };
 }

@@ -9,4 +9,6 @@ export * from './field.js';
 export * from './manifest.js';
 export * from './result.js';
 export * from './digest.js';
+export * from './seal.js';
+export * from './release-policy.js';
 export { encodeCanonical, decodeCanonical } from './cbor.js';

@@ -19,19 +19,23 @@ export interface HelloMessage { t: 'hello'; id: number; version: number; nonce: 
 export interface AttestationMessage { t: 'attestation'; id: number; evidence: Uint8Array; publicKey?: Uint8Array }
 export interface JobStartMessage {
   t: 'job_start'; id: number; jobId: string; datasetId: string; query: Record<string, unknown>; manifest: KeyManifest; nonce: Uint8Array;
+  /** The dataset's sealed privacy ledger as the worker last returned it (seal.ts); absent the first time. */
+  ledger?: Uint8Array;
 }
 export interface RecordsMessage { t: 'records'; id: number; jobId: string; seq: number; records: Record<string, unknown>[] }
 export interface JobEndMessage { t: 'job_end'; id: number; jobId: string; count: number; datasetDigest: Uint8Array }
-export interface ResultMessage { t: 'result'; id: number; jobId: string; result: Uint8Array; evidence: Uint8Array; publicKey?: Uint8Array }
+export interface ResultMessage { t: 'result'; id: number; jobId: string; result: Uint8Array; evidence: Uint8Array; publicKey?: Uint8Array; ledger?: Uint8Array }
+/** An attested refusal (result.ts RefusalDocument): the job released nothing. */
+export interface RefusalMessage { t: 'refusal'; id: number; jobId: string; refusal: Uint8Array; evidence: Uint8Array; publicKey?: Uint8Array; ledger?: Uint8Array }
 export interface ErrorMessage { t: 'error'; id: number; jobId?: string; code: string; message: string }
 
 export type Message =
-  | HelloMessage | AttestationMessage | JobStartMessage | RecordsMessage | JobEndMessage | ResultMessage | ErrorMessage;
+  | HelloMessage | AttestationMessage | JobStartMessage | RecordsMessage | JobEndMessage | ResultMessage | RefusalMessage | ErrorMessage;
 export type MessageType = Message['t'];
 /** What a sender passes in: the counter is assigned by the frame writer. */
 export type Outgoing<M extends Message = Message> = M extends Message ? Omit<M, 'id'> & { id?: number } : never;
 
-export const MESSAGE_TYPES: readonly MessageType[] = ['hello', 'attestation', 'job_start', 'records', 'job_end', 'result', 'error'];
+export const MESSAGE_TYPES: readonly MessageType[] = ['hello', 'attestation', 'job_start', 'records', 'job_end', 'result', 'refusal', 'error'];
 
 const JOB_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const CODE_RE = /^[A-Z][A-Z0-9_]{0,63}$/;
@@ -84,10 +88,11 @@ const SHAPES: Record<MessageType, Shape> = {
   hello: { required: { version: uint, nonce: bytes(16, 64) }, optional: { maxFrame: uint } },
   // publicKey: the worker's Recipient key, which SEV-SNP evidence binds only as a digest in REPORT_DATA.
   attestation: { required: { evidence: bytes(1, 1024 * 1024) }, optional: { publicKey: bytes(1, 1024) } },
-  job_start: { required: { jobId, datasetId, query: plainObject, manifest: plainObject, nonce: bytes(16, 64) } },
+  job_start: { required: { jobId, datasetId, query: plainObject, manifest: plainObject, nonce: bytes(16, 64) }, optional: { ledger: bytes(29, 4096) } },
   records: { required: { jobId, seq: uint, records: recordList } },
   job_end: { required: { jobId, count: uint, datasetDigest: bytes(DIGEST_LENGTH, DIGEST_LENGTH) } },
-  result: { required: { jobId, result: bytes(1, 8 * 1024 * 1024), evidence: bytes(1, 1024 * 1024) }, optional: { publicKey: bytes(1, 1024) } },
+  result: { required: { jobId, result: bytes(1, 8 * 1024 * 1024), evidence: bytes(1, 1024 * 1024) }, optional: { publicKey: bytes(1, 1024), ledger: bytes(29, 4096) } },
+  refusal: { required: { jobId, refusal: bytes(1, 64 * 1024), evidence: bytes(1, 1024 * 1024) }, optional: { publicKey: bytes(1, 1024), ledger: bytes(29, 4096) } },
   error: { required: { code: text(1, 64, CODE_RE), message: text(0, 1024) }, optional: { jobId } },
 };
 

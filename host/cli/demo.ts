@@ -19,12 +19,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { toHex } from '../../attestation/bytes.js';
 import { connectEnclave } from '../enclave-conn.js';
 import { encryptDataset, KmsDataKeySource } from '../encrypt.js';
-import { writeSyntheticDataset } from '../synthetic.js';
+import { REGIONS, writeSyntheticDataset } from '../synthetic.js';
+import type { ReleasePolicy } from '../../enclave/protocol/index.js';
 import { runJob, type RunOutcome } from '../run.js';
 import { startSimStack, simImageId, type SimStack } from '../sim-stack.js';
 import { packageRoot } from '../worker-process.js';
 import { createProgress } from '../progress.js';
-import { appendAuditEntry, verifyAuditLog, type AuditRecord } from '../audit.js';
+import { appendAuditEntry, auditRecordFromOutcome, verifyAuditLog } from '../audit.js';
 import { EXIT_INVALID, EXIT_OK, UsageError, usage, type CliIO } from './io.js';
 
 const HELP = `usage: enclavekit demo [--records N] [--verbose]
@@ -52,6 +53,31 @@ export const DEMO_QUERY = {
 };
 
 export const DEMO_FIELDS = ['name', 'email', 'phone', 'address', 'orders.total', 'complaint'];
+
+/**
+ * The data owner's release policy, sealed into the manifest: group by region only (a declared public
+ * domain), aggregates over spend and complaint texts only, exact aggregates allowed for this demo's
+ * trusted analysts (DP remains available within the epsilon range and budget).
+ */
+export const DEMO_POLICY: ReleasePolicy = {
+  version: 1,
+  minGroupSize: 10,
+  dimensions: { region: { domain: [...REGIONS] } },
+  aggregates: {
+    'orders.total': { ops: ['sum', 'mean', 'stddev', 'quantiles', 'histogram'], bounds: [0, 10_000] },
+    complaint: { ops: ['topTerms', 'sentiment'] },
+  },
+  filters: { region: ['eq', 'in'] },
+  dp: { required: false, epsilonMin: 0.1, epsilonMax: 1, budget: 10, delta: 1e-6 },
+  exactExtrema: true,
+};
+
+/** A query the owner's policy refuses: grouping by a personal field. */
+export const DEMO_REFUSED_QUERY = {
+  version: 1,
+  groupBy: ['email'],
+  aggregates: [{ name: 'n', op: 'count' }],
+};
 
 const num = (v: unknown, d = 2): string => (typeof v === 'number' ? v.toFixed(d) : '-');
 
@@ -81,25 +107,6 @@ export function renderAggregates(out: Extract<RunOutcome, { ok: true }>): string
   }
   const c = out.result.counts;
   return `${table(rows)}\n${c.records} records, ${c.groups} groups released, ${c.suppressedGroups} suppressed (fewer than ${out.result.privacy.minGroupSize} records)`;
-}
-
-/** The audit entry of a demo job (what `enclavekit run --audit` writes). */
-function auditRecord(out: RunOutcome, datasetDigest: string): AuditRecord {
-  const ev = out.ok ? out.verification : out.worker;
-  const measurements: Record<string, string> = {};
-  if (ev?.pcrs['0']) measurements.PCR0 = ev.pcrs['0'];
-  return {
-    jobId: out.jobId,
-    datasetId: out.datasetId,
-    // A job denied its key may not have finished sending; it was about the same file as job A.
-    datasetDigest: out.datasetDigest ?? datasetDigest,
-    queryDigest: out.queryDigest,
-    keyIds: out.keyIds,
-    platform: ev?.platform ?? 'unknown',
-    measurements,
-    resultDigest: out.ok ? out.resultDigest : null,
-    verification: out.ok ? { ok: true } : { ok: false, reason: `${out.error.stage}: ${out.error.code}: ${out.error.message}`.slice(0, 1000) },
-  };
 }
 
 /** The worker program's file: what the simulated image consists of. */
@@ -163,7 +170,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     const kms = new KmsDataKeySource({ endpoint: stack.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'demo', secretAccessKey: 'demo' } });
     let manifest;
     try {
-      manifest = await encryptDataset({ input: plain, format: 'ndjson', fields: DEMO_FIELDS, idField: 'id', datasetId: 'demo-customers', keyId, kms, output: encrypted });
+      manifest = await encryptDataset({ input: plain, format: 'ndjson', fields: DEMO_FIELDS, idField: 'id', datasetId: 'demo-customers', keyId, kms, output: encrypted, policy: DEMO_POLICY });
     } finally {
       kms.client.destroy();
     }
@@ -195,6 +202,23 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         `nonce and worker key match, dataset digest ${out.datasetDigest!.slice(0, 24)}...`,
     );
 
+    const refused = await runJob({
+      dataset: encrypted,
+      manifest,
+      query: DEMO_REFUSED_QUERY,
+      connect: () => connectEnclave({ kind: 'unix', path: wA.socketPath }),
+      expect: { pcrs: new Map([[0, wA.pcr0]]), simulatorRoots: [root] },
+      now: io.now,
+    });
+    if (refused.ok || refused.error.code !== 'ERR_QUERY_REFUSED' || !refused.refusal) {
+      say(`UNEXPECTED: the owner's release policy did not refuse grouping by email (${refused.ok ? 'released' : refused.error.code})`);
+      return EXIT_INVALID;
+    }
+    say(
+      `\n[${secs()}s] query grouping by email REFUSED by the owner's release policy before any key was fetched or record read ` +
+        `(attested refusal, reason ${refused.refusal.doc.reason}): ${refused.error.message}`,
+    );
+
     const workerB = await stack.startWorker({ imageId: imageB, name: 'worker-b' });
     say(`\n[${secs()}s] worker image B started (a different build), PCR0 ${toHex(workerB.pcr0)}`);
     const wB = workerB;
@@ -217,14 +241,26 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     say(`[${secs()}s] KMS DENIED image B the data key: ${denied.error.message}`);
     say('nothing was released by image B: the job failed before any record was decrypted');
     const audit = join(stack.dir, 'audit.log');
-    await appendAuditEntry(audit, auditRecord(out, out.datasetDigest!), io.now);
-    await appendAuditEntry(audit, auditRecord(denied, out.datasetDigest!), io.now);
-    const chain = await verifyAuditLog(audit);
+    // The entries hold each job's attested result or refusal (what `enclavekit run --audit` writes). A
+    // job denied its key may not have sent every record; it was about the same file as job A.
+    await appendAuditEntry(audit, auditRecordFromOutcome(out), io.now);
+    await appendAuditEntry(audit, auditRecordFromOutcome(refused, { datasetDigest: out.datasetDigest! }), io.now);
+    await appendAuditEntry(audit, auditRecordFromOutcome(denied, { datasetDigest: out.datasetDigest! }), io.now);
+    // Evidence mode: every entry's attestation is verified again, against either image.
+    const chain = await verifyAuditLog(audit, {
+      expect: [
+        { pcrs: new Map([[0, wA.pcr0]]), simulatorRoots: [root] },
+        { pcrs: new Map([[0, wB.pcr0]]), simulatorRoots: [root] },
+      ],
+    });
     if (!chain.ok) {
       say(`UNEXPECTED: the demo's audit log does not verify: ${JSON.stringify(chain.firstBroken)}`);
       return EXIT_INVALID;
     }
-    say(`audit log: ${chain.entries} hash-chained entries (image A verified, image B denied), chain intact`);
+    say(
+      `audit log: ${chain.entries} entries (image A verified, the email query refused, image B denied), each with the ` +
+        `worker's attested document; evidence re-verified, host and worker chains intact`,
+    );
     say(`\ndemo finished in ${secs()} s`);
     return EXIT_OK;
   } finally {

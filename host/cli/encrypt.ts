@@ -2,7 +2,8 @@
  * `enclavekit encrypt --in FILE --fields a,b.c --id-field id --dataset ID --key-id KEY
  *   [--endpoint URL] [--region R] [--rotate-after N] [--format ndjson|csv] --out FILE --manifest FILE`
  */
-import { writeFile, rename } from 'node:fs/promises';
+import { readFile, writeFile, rename } from 'node:fs/promises';
+import { validateReleasePolicy, type ReleasePolicy } from '../../enclave/protocol/index.js';
 import { parseArgs } from 'node:util';
 import { EXIT_OK, UsageError, usage, type CliIO } from './io.js';
 import { detectFormat, type DatasetFormat } from '../dataset.js';
@@ -22,7 +23,9 @@ Encrypt fields of an NDJSON or CSV dataset with KMS data keys (AES-256-GCM, form
   --region R           AWS region (default: AWS_REGION or us-east-1)
   --rotate-after N     fields per data key before a new one is generated (default 1000000)
   --out FILE           encrypted dataset to write (same format as the input)
-  --manifest FILE      key manifest (JSON) to write
+  --manifest FILE      sealed manifest (JSON) to write
+  --policy FILE        the release policy (JSON, see schemas/release-policy.schema.json) to seal
+                       into the manifest; without it the strictest default applies (DP required)
 
 Credentials come from the AWS SDK's default chain. With --endpoint on a loopback address and no
 AWS_ACCESS_KEY_ID in the environment, fixed placeholder credentials are used (the simulator does
@@ -51,6 +54,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         'rotate-after': { type: 'string' },
         out: { type: 'string' },
         manifest: { type: 'string' },
+        policy: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
@@ -86,6 +90,26 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     if (LOOPBACK.test(values.endpoint) && !io.env.AWS_ACCESS_KEY_ID)
       kmsOpts.credentials = { accessKeyId: 'enclavekit-simulator', secretAccessKey: 'enclavekit-simulator' };
   }
+  let policy: ReleasePolicy | null = null;
+  if (values.policy !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(values.policy, 'utf8');
+    } catch (e) {
+      throw new UsageError(`--policy: cannot read ${values.policy} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch {
+      throw new UsageError(`--policy: ${values.policy} is not JSON`);
+    }
+    try {
+      policy = validateReleasePolicy(v);
+    } catch (e) {
+      throw new UsageError(`--policy: ${(e as Error).message}`);
+    }
+  }
   const region = values.region ?? io.env.AWS_REGION;
   if (region) kmsOpts.region = region;
   const kms = new KmsDataKeySource(kmsOpts);
@@ -93,7 +117,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     let opts: Parameters<typeof encryptDataset>[0];
     try {
       opts = {
-        input, format, fields, idField: values['id-field']!, datasetId: values.dataset!, keyId: values['key-id']!, kms, output: values.out!,
+        input, format, fields, idField: values['id-field']!, datasetId: values.dataset!, keyId: values['key-id']!, kms, output: values.out!, policy,
         ...(rotateAfter ? { rotateAfter } : {}),
       };
     } catch (e) {
@@ -113,7 +137,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     const tmp = `${values.manifest}.partial`;
     await writeFile(tmp, JSON.stringify(manifest, null, 2) + '\n', { mode: 0o644 });
     await rename(tmp, values.manifest!);
-    io.stdout.write(`encrypted ${fields.length} field(s) of ${input} -> ${values.out} with ${Object.keys(manifest.keys).length} data key(s); manifest ${values.manifest}\n`);
+    io.stdout.write(`encrypted ${fields.length} field(s) of ${input} -> ${values.out} with ${Object.keys(manifest.keys).length} data key(s); ${manifest.records} records sealed with ${manifest.policy ? 'the given' : 'the default'} release policy in ${values.manifest}\n`);
     return EXIT_OK;
   } finally {
     kms.destroy();

@@ -7,8 +7,9 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: Com
   policy: { summary: 'print a KMS key policy that releases a key only to one enclave image', load: () => import('./policy.js') },
   sim: { summary: 'simulators: `sim kms` (KMS server), `sim attest` (issue simulated evidence)', load: () => import('./sim.js') },
   encrypt: { summary: 'encrypt fields of an NDJSON or CSV dataset with KMS data keys', load: () => import('./encrypt.js') },
+  query: { summary: '`query check`: the worker\'s verdict on a query under the sealed release policy', load: () => import('./query.js') },
   run: { summary: 'run a query job against an enclave worker and verify its attested result', load: () => import('./run.js') },
-  audit: { summary: '`audit verify FILE`: check an audit log hash chain', load: () => import('./audit.js') },
+  audit: { summary: '`audit verify FILE`: re-verify an audit log: attested documents, worker and host chains', load: () => import('./audit.js') },
   demo: { summary: 'run the whole pipeline end to end in simulator mode', load: () => import('./demo.js') },
 };
 

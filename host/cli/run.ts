@@ -16,8 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ToolkitError, isToolkitError } from '../../attestation/errors.js';
 import { toHex } from '../../attestation/bytes.js';
-import { parseManifest, resultToJson, type KeyManifest } from '../../enclave/protocol/index.js';
-import { appendAuditEntry } from '../audit.js';
+import { manifestBody, parseManifest, resultToJson, sealDigest, type KeyManifest } from '../../enclave/protocol/index.js';
+import { appendAuditEntry, auditRecordFromOutcome } from '../audit.js';
 import { connectEnclave, parseEnclaveTarget } from '../enclave-conn.js';
 import { hostPortOfUrl, parseAllowlistYaml, parseHostPort, startKmsProxy, type HostPort, type KmsProxy } from '../kms-proxy.js';
 import { readRootsPem, readSimulatorRootFromState } from '../kms-sim/sim-root.js';
@@ -45,7 +45,10 @@ Run a query over an encrypted dataset in an enclave worker; verify the attested 
   --kms-allow-file YAML       allowlist in vsock-proxy's format
   --kms-listen EP             where the KMS proxy listens for a real enclave: vsock:PORT or unix:PATH
   --out RESULT.json           result: aggregates, evidence (base64) and verification outcome
-  --audit FILE                append a hash-chained audit entry (also on failure)
+  --audit FILE                append an audit entry with the worker's attested result or refusal (also on failure)
+  --ledger FILE               keep the datasets' sealed privacy ledgers here (JSON); sent to the worker
+                              with each job and replaced by what it returns, so a restarted worker
+                              still knows what each dataset has spent
   --batch N                   records per frame (default 500)
 `;
 
@@ -66,9 +69,29 @@ async function readBounded(path: string, max: number, label: string): Promise<Bu
   return readFile(path);
 }
 
+/** The host's ledger file: seal digest (hex) -> base64 of the sealed ledger the worker returned. */
+async function readLedgers(path: string): Promise<Record<string, string>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new UsageError(`--ledger: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new UsageError(`--ledger: ${path} is not JSON`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || Object.entries(v).some(([k, b]) => !/^[0-9a-f]{96}$/.test(k) || typeof b !== 'string' || b.length > 8192))
+    throw new UsageError(`--ledger: ${path} is not a ledger file (seal digest -> base64)`);
+  return v as Record<string, string>;
+}
+
 /** Write atomically: a reader never sees a half-written result. */
 async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
+  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   await writeFile(tmp, text, { mode: 0o644 });
   await rename(tmp, path);
 }
@@ -115,6 +138,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         'kms-listen': { type: 'string' },
         out: { type: 'string' },
         audit: { type: 'string' },
+        ledger: { type: 'string' },
         batch: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -243,7 +267,11 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     if (pcrs.size === 0 && measurement === undefined) throw new UsageError('give --expect-pcr N=HEX or --expect-measurement HEX: a result is only as good as the image it is bound to');
 
     const total = (await stat(values.dataset!)).size;
+    const sealHex = toHex(sealDigest(manifestBody(manifest)));
+    const ledgers = values.ledger ? await readLedgers(values.ledger) : {};
+    const held = ledgers[sealHex];
     const out = await runJob({
+      ...(held ? { ledger: new Uint8Array(Buffer.from(held, 'base64')) } : {}),
       dataset: values.dataset!,
       manifest,
       query,
@@ -259,29 +287,14 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       progress: createProgress({ stream: io.stderr as NodeJS.WritableStream & { isTTY?: boolean }, totalBytes: total }),
       log,
     });
+    if (values.ledger && out.ledger) {
+      ledgers[sealHex] = Buffer.from(out.ledger).toString('base64');
+      await writeAtomic(values.ledger, JSON.stringify(ledgers, null, 2) + '\n');
+    }
     if (values.audit) {
+      // The worker's attested result or refusal goes in with its evidence (README "Audit log").
       const datasetDigest = out.datasetDigest ?? toHex(await datasetDigestOfFile(values.dataset!, manifest.datasetId));
-      const measurements: Record<string, string> = {};
-      const ev = out.ok ? out.verification : out.worker;
-      if (ev) {
-        for (const [k, v] of Object.entries(ev.pcrs)) if (['0', '1', '2', '3', '4', '8'].includes(k)) measurements[`PCR${k}`] = v;
-        if (ev.measurement) measurements.MEASUREMENT = ev.measurement;
-      }
-      await appendAuditEntry(
-        values.audit,
-        {
-          jobId: out.jobId,
-          datasetId: out.datasetId,
-          datasetDigest,
-          queryDigest: out.queryDigest,
-          keyIds: out.keyIds,
-          platform: ev?.platform ?? 'unknown',
-          measurements,
-          resultDigest: out.ok ? out.resultDigest : null,
-          verification: out.ok ? { ok: true } : { ok: false, reason: `${out.error.stage}: ${out.error.code}: ${out.error.message}`.slice(0, 1000) },
-        },
-        io.now,
-      );
+      await appendAuditEntry(values.audit, auditRecordFromOutcome(out, { datasetDigest }), io.now);
     }
     if (!out.ok) {
       io.stderr.write(`enclavekit run: job ${out.jobId} FAILED at ${out.error.stage}: ${out.error.code}: ${out.error.message}\n`);
@@ -289,7 +302,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     }
     await writeAtomic(values.out!, JSON.stringify(resultFileJson(out), null, 2) + '\n');
     io.stdout.write(
-      `job ${out.jobId}: ${out.records} records, ${out.result.counts.groups} groups (${out.result.counts.suppressedGroups} suppressed); ` +
+      `job ${out.jobId}: ${out.records} records, ${out.result.counts.groups} groups${out.result.counts.suppressedGroups === null ? '' : ` (${out.result.counts.suppressedGroups} suppressed)`}; ` +
         `result verified (${out.verification.platform}${out.verification.pcrs['0'] ? `, PCR0 ${out.verification.pcrs['0']}` : ''}); wrote ${values.out}\n`,
     );
     return EXIT_OK;

@@ -141,6 +141,7 @@ export async function main(): Promise<void> {
       keyPair,
       region: 'us-east-1',
       endpoint: stack.kmsUrl,
+      allowPlainHttp: true,
       connect: async () => {
         const s = createConnection({ host: '127.0.0.1', port: stack.kmsPort });
         await new Promise((r, j) => s.once('connect', r).once('error', j));

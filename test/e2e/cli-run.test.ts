@@ -49,7 +49,9 @@ describe('enclavekit run', () => {
     expect(r.result.platform).toBe('simulator');
     expect(r.result.counts.records).toBe(120);
     expect(typeof r.evidenceBase64).toBe('string');
-    expect((await verifyAuditLog(join(d, 'audit.log'))).ok).toBe(true);
+    const v = await verifyAuditLog(join(d, 'audit.log'), { expect: { pcrs: new Map([[0, fx.worker.pcr0]]), simulatorRoots: [fx.root] } });
+    expect(v.firstBroken).toBeUndefined();
+    expect(v).toMatchObject({ ok: true, mode: 'evidence', checked: { documents: 1, evidence: 1 } });
   });
 
   it('trusts a simulator root given as PEM with --trust-simulator-root', async () => {
@@ -73,9 +75,9 @@ describe('enclavekit run', () => {
     expect(t.err()).toMatch(/ERR_NITRO_CHAIN_INVALID/);
     expect(existsSync(join(d, 'r3.json'))).toBe(false);
     const audit = readFileSync(join(d, 'audit2.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(audit[0].verification.ok).toBe(false);
-    expect(audit[0].resultDigest).toBeNull();
-    expect(audit[0].verification.reason).toMatch(/attestation/);
+    expect(audit[0].outcome).toBe('failed');
+    expect(audit[0].document).toBeNull();
+    expect(audit[0].reason).toMatch(/attestation/);
   });
 
   it('--enclave sim starts its own worker process behind the allow-listed KMS proxy; another image is denied the key', async () => {

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runJob } from '../../host/run.js';
 import { encryptDataset, KmsDataKeySource } from '../../host/encrypt.js';
-import { makeRecords, setUp, type Fixture } from './helpers.js';
+import { makeRecords, setUp, type Fixture, OPEN_POLICY } from './helpers.js';
 
 let fx: Fixture;
 beforeAll(async () => {
@@ -21,7 +21,7 @@ describe('CSV datasets', () => {
     writeFileSync(plain, csv);
     const out = join(fx.stack.dir, 'data.csv');
     const kms = new KmsDataKeySource({ endpoint: fx.stack.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
-    const manifest = await encryptDataset({ input: plain, format: 'csv', fields: ['email', 'spend', 'complaint'], idField: 'id', datasetId: 'csv-ds', keyId: fx.keyId, kms, output: out });
+    const manifest = await encryptDataset({ input: plain, format: 'csv', fields: ['email', 'spend', 'complaint'], idField: 'id', datasetId: 'csv-ds', keyId: fx.keyId, kms, output: out, policy: OPEN_POLICY });
     kms.client.destroy();
     const res = await runJob(fx.baseRun({ dataset: out, manifest }));
     if (!res.ok) throw new Error(`${res.error.code}: ${res.error.message}`);

@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream';
 import { main } from '../../host/cli/main.js';
 
 describe('enclavekit demo', () => {
-  it('exits 0, prints verified aggregates and the KMS denial for the other image', async () => {
+  it('exits 0, prints verified aggregates, the policy refusal and the KMS denial for the other image', async () => {
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     let out = '';
@@ -14,7 +14,9 @@ describe('enclavekit demo', () => {
     expect(out).toContain('result VERIFIED');
     expect(out).toMatch(/KMS DENIED image B the data key: .*AccessDeniedException/);
     expect(out).toMatch(/20000 records, \d+ groups released, \d+ suppressed/);
-    expect(out).toContain('audit log: 2 hash-chained entries');
+    expect(out).toMatch(/query grouping by email REFUSED by the owner's release policy before any key was fetched or record read .*ERR_QUERY_REFUSED \(dimension\)/);
+    expect(out).toContain('audit log: 3 entries (image A verified, the email query refused, image B denied)');
+    expect(out).toContain('evidence re-verified');
     expect(code).toBe(0);
   }, 120_000);
 });

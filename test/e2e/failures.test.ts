@@ -7,8 +7,8 @@ import { once } from 'node:events';
 import { runJob } from '../../host/run.js';
 import { connectEnclave } from '../../host/enclave-conn.js';
 import { encryptDataset, KmsDataKeySource } from '../../host/encrypt.js';
-import { appendAuditEntry, verifyAuditLog } from '../../host/audit.js';
-import { QUERY, setUp, IMAGE_A, type Fixture } from './helpers.js';
+import { appendAuditEntry, auditRecordFromOutcome, verifyAuditLog } from '../../host/audit.js';
+import { QUERY, setUp, IMAGE_A, OPEN_POLICY, type Fixture } from './helpers.js';
 
 let fx: Fixture;
 beforeAll(async () => {
@@ -27,38 +27,47 @@ function writeLines(name: string, recs: Record<string, unknown>[]): string {
   return p;
 }
 
-describe('failures fail the job and name what failed', () => {
-  it('a field moved to another record fails naming the record and the field', async () => {
+/** Once records flow, every failure is the one constant, attested refusal (privacy.md 4). */
+function expectConstantRefusal(out: Awaited<ReturnType<typeof runJob>>): void {
+  expect(out.ok).toBe(false);
+  if (out.ok) return;
+  expect(out.error.code).toBe('ERR_JOB_REFUSED');
+  expect(out.error.message).toBe('the worker refused the job; nothing was released');
+  expect(out.refusal?.doc).toMatchObject({ code: 'ERR_JOB_REFUSED', reason: 'refused', message: 'the job was refused; nothing was released' });
+}
+
+describe('failures fail the job closed', () => {
+  it('a field moved to another record: the constant refusal, no ciphertext or record named', async () => {
     const recs = lines();
     [recs[5]!.email, recs[6]!.email] = [recs[6]!.email, recs[5]!.email];
     const out = await runJob(fx.baseRun({ dataset: writeLines('swapped.ndjson', recs) }));
-    expect(out.ok).toBe(false);
+    expectConstantRefusal(out);
     if (out.ok) return;
-    expect(out.error.message).toMatch(/ERR_FIELD_DECRYPT/);
-    expect(out.error.message).toContain('field "email" of record "r5"');
-    // The ciphertext is not quoted back.
-    expect(out.error.message).not.toContain(String(recs[5]!.email).slice(5, 40));
+    // Nothing of the record or its ciphertext comes back: not in the error, not in the refusal.
+    const refusal = Buffer.from(out.refusal!.bytes).toString('latin1');
+    for (const s of [String(recs[5]!.email).slice(5, 40), 'r5', 'email']) {
+      expect(out.error.message).not.toContain(s);
+      expect(refusal).not.toContain(s);
+    }
   });
 
-  it('a field moved to another column fails naming that column', async () => {
+  it('a field moved to another column: the same refusal', async () => {
     const recs = lines();
     recs[9]!.complaint = recs[9]!.email;
-    const out = await runJob(fx.baseRun({ dataset: writeLines('moved.ndjson', recs) }));
-    expect(out.ok).toBe(false);
-    if (!out.ok) expect(out.error.message).toContain('field "complaint" of record "r9"');
+    expectConstantRefusal(await runJob(fx.baseRun({ dataset: writeLines('moved.ndjson', recs) })));
   });
 
-  it('a manifest without the referenced key, or with another dataset\'s key, fails', async () => {
+  it('a manifest edited by the host, or with another dataset\'s key, fails before any record is read', async () => {
     const renamed = structuredClone(fx.manifest);
     renamed.keys = { k7: renamed.keys.k0! };
     let out = await runJob(fx.baseRun({ manifest: renamed }));
     expect(out.ok).toBe(false);
-    if (!out.ok) expect(out.error.message).toMatch(/names key "k0", which this job does not have/);
+    if (!out.ok) expect(out.error.message).toMatch(/manifest\.keys\.k7\.encryptionContext|manifest\.seal/);
 
     // A data key generated for another dataset: KMS refuses it under this dataset's context.
     const other = join(fx.stack.dir, 'other.ndjson');
     const kms = new KmsDataKeySource({ endpoint: fx.stack.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
-    const m2 = await encryptDataset({ input: fx.plainPath, format: 'ndjson', fields: ['email'], idField: 'id', datasetId: 'other-ds', keyId: fx.keyId, kms, output: other });
+    const m2 = await encryptDataset({ input: fx.plainPath, format: 'ndjson', fields: ['email'], idField: 'id', datasetId: 'other-ds', keyId: fx.keyId, kms, output: other, policy: OPEN_POLICY });
     kms.client.destroy();
     const wrong = structuredClone(fx.manifest);
     wrong.keys.k0 = { ...m2.keys.k0!, encryptionContext: fx.manifest.keys.k0!.encryptionContext };
@@ -106,21 +115,12 @@ describe('failures fail the job and name what failed', () => {
     expect(out.error.code).toMatch(/ERR_JOB_FAILED|ERR_PROTOCOL/);
     expect('result' in out).toBe(false);
     const audit = join(fx.stack.dir, 'killed-audit.log');
-    await appendAuditEntry(audit, {
-      jobId: out.jobId,
-      datasetId: out.datasetId,
-      datasetDigest: out.datasetDigest ?? '0'.repeat(96),
-      queryDigest: out.queryDigest,
-      keyIds: out.keyIds,
-      platform: out.worker?.platform ?? 'unknown',
-      measurements: {},
-      resultDigest: null,
-      verification: { ok: false, reason: `${out.error.stage}: ${out.error.code}: ${out.error.message}` },
-    });
+    await appendAuditEntry(audit, auditRecordFromOutcome(out, { datasetDigest: '0'.repeat(96) }));
     expect((await verifyAuditLog(audit)).ok).toBe(true);
     const entry = JSON.parse(readFileSync(audit, 'utf8').trim());
-    expect(entry.verification.ok).toBe(false);
-    expect(entry.verification.reason).toMatch(/^(stream|result): ERR_/);
+    expect(entry.outcome).toBe('failed');
+    expect(entry.document).toBeNull();
+    expect(entry.reason).toMatch(/^(stream|result): ERR_/);
   });
 
   it('an invalid query is refused; a query that would reveal small groups releases none of them', async () => {

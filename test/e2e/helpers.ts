@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { connectEnclave } from '../../host/enclave-conn.js';
 import { encryptDataset, KmsDataKeySource } from '../../host/encrypt.js';
 import { startSimStack, type SimStack } from '../../host/sim-stack.js';
-import type { KeyManifest } from '../../enclave/protocol/index.js';
+import type { KeyManifest, ReleasePolicy } from '../../enclave/protocol/index.js';
 import type { RunJobOptions } from '../../host/run.js';
 
 export const REGIONS = ['north', 'south', 'east', 'west'];
@@ -38,6 +38,17 @@ export const QUERY = {
   privacy: { minGroupSize: 10 },
 };
 
+/** An owner who trusts its analysts: exact aggregates and extrema allowed, any field. */
+export const OPEN_POLICY: ReleasePolicy = {
+  version: 1,
+  minGroupSize: 10,
+  dimensions: '*',
+  aggregates: '*',
+  filters: '*',
+  dp: { required: false, epsilonMin: 0.01, epsilonMax: 10, budget: 10, delta: 1e-6 },
+  exactExtrema: true,
+};
+
 export interface Fixture {
   stack: SimStack;
   worker: Awaited<ReturnType<SimStack['startWorker']>>;
@@ -53,7 +64,7 @@ export interface Fixture {
 export const IMAGE_A = new Uint8Array(48).fill(0xa1);
 export const IMAGE_B = new Uint8Array(48).fill(0xb2);
 
-export async function setUp(records = 200, opts: { datasetId?: string } = {}): Promise<Fixture> {
+export async function setUp(records = 200, opts: { datasetId?: string; policy?: ReleasePolicy | null } = {}): Promise<Fixture> {
   const logs: string[] = [];
   const stack = await startSimStack({ log: (l) => logs.push(l) });
   try {
@@ -73,6 +84,7 @@ export async function setUp(records = 200, opts: { datasetId?: string } = {}): P
       keyId,
       kms,
       output: datasetPath,
+      policy: opts.policy === undefined ? OPEN_POLICY : opts.policy,
     });
     kms.client.destroy();
     const root = await stack.simulatorRoot();

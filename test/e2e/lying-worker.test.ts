@@ -10,7 +10,7 @@ import { serveSession, type ActiveJob } from '../../enclave/server.js';
 import { SimNitroPlatform } from '../../enclave/platform/sim-nitro.js';
 import { openSimulatorState } from '../../enclave/sim-state.js';
 import { generateRecipientKeyPair, type RecipientKeyPair } from '../../enclave/keys.js';
-import { encodeResult, queryDigest, sha384, type JobStartMessage, type ResultDocument } from '../../enclave/protocol/index.js';
+import { encodeResult, manifestBody, queryDigest, sealDigest, sha384, type JobStartMessage, type ResultDocument } from '../../enclave/protocol/index.js';
 import { runJob } from '../../host/run.js';
 import { connectEnclave } from '../../host/enclave-conn.js';
 import { setUp, IMAGE_A, type Fixture } from './helpers.js';
@@ -34,15 +34,19 @@ type Lie = (start: JobStartMessage, end: { count: number; datasetDigest: Uint8Ar
 
 function honestDoc(start: JobStartMessage, end: { count: number; datasetDigest: Uint8Array }): ResultDocument {
   return {
-    version: 1,
+    version: 2,
     jobId: start.jobId,
     datasetId: start.datasetId,
     datasetDigest: end.datasetDigest,
+    sealDigest: sealDigest(manifestBody(start.manifest)),
+    keyArns: [...new Set(Object.values(start.manifest.keys).map((k) => k.keyId))].sort(),
     query: start.query,
     queryDigest: queryDigest(start.query),
     counts: { records: end.count, matched: end.count, groups: 0, suppressedGroups: 0 },
     groups: [],
     privacy: { minGroupSize: 10, dp: null },
+    ledger: { generation: 1, spent: 0 },
+    audit: { instance: new Uint8Array(16), seq: 0, prev: new Uint8Array(48) },
     platform: 'simulator',
     workerVersion: 'liar/1',
   };
@@ -116,6 +120,8 @@ describe('a lying worker is caught', () => {
       ['counts.records', (d: ResultDocument) => ({ ...d, counts: { ...d.counts, records: d.counts.records - 1 } })],
       ['platform', (d: ResultDocument) => ({ ...d, platform: 'nitro' as const })],
       ['queryDigest', (d: ResultDocument) => ({ ...d, queryDigest: new Uint8Array(48).fill(1) })],
+      ['sealDigest', (d: ResultDocument) => ({ ...d, sealDigest: new Uint8Array(48).fill(2) })],
+      ['keyArns', (d: ResultDocument) => ({ ...d, keyArns: ['arn:aws:kms:us-east-1:999999999999:key/host-minted'] })],
     ] as const) {
       const out = await liar(async (start, end) => {
         const result = encodeResult(tweak(honestDoc(start, end)));

@@ -7,7 +7,7 @@ import { serveSession } from '../../enclave/server.js';
 import { SimSnpPlatform, simulatedMeasurement } from '../../enclave/platform/sim-snp.js';
 import { openSimulatorState } from '../../enclave/sim-state.js';
 import { generateRecipientKeyPair } from '../../enclave/keys.js';
-import { encodeResult, queryDigest, sha384 } from '../../enclave/protocol/index.js';
+import { encodeResult, manifestBody, queryDigest, sealDigest, sha384 } from '../../enclave/protocol/index.js';
 import { runJob } from '../../host/run.js';
 import { connectEnclave } from '../../host/enclave-conn.js';
 import { readSnpSimulatorRootFromState, simSnpMeasurement } from '../../host/sim-stack.js';
@@ -44,9 +44,12 @@ describe('SEV-SNP worker evidence', () => {
             addBatch() {},
             async finish(end) {
               const result = encodeResult({
-                version: 1, jobId: start.jobId, datasetId: start.datasetId, datasetDigest: end.datasetDigest, query: start.query,
+                version: 2, jobId: start.jobId, datasetId: start.datasetId, datasetDigest: end.datasetDigest,
+                sealDigest: sealDigest(manifestBody(start.manifest)),
+                keyArns: [...new Set(Object.values(start.manifest.keys).map((k) => k.keyId))].sort(), query: start.query,
                 queryDigest: queryDigest(start.query), counts: { records: end.count, matched: end.count, groups: 0, suppressedGroups: 0 },
-                groups: [], privacy: { minGroupSize: 10, dp: null }, platform: 'simulator', workerVersion: 'snp-test/1',
+                groups: [], privacy: { minGroupSize: 10, dp: null }, ledger: { generation: 1, spent: 0 },
+                audit: { instance: new Uint8Array(16), seq: 0, prev: new Uint8Array(48) }, platform: 'simulator', workerVersion: 'snp-test/1',
               });
               return { result, evidence: await platform.attest({ publicKey: keys.publicKeySpki, nonce: start.nonce, userData: sha384(result) }) };
             },

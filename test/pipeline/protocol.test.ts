@@ -1,17 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  DatasetDigest, FrameDecoder, FrameWriter, SequenceChecker, decodeMessage, encodeFrame, negotiateMaxFrame, readMessages, validateMessage,
-  type Message, type RecordsMessage,
+  DatasetDigest, FrameDecoder, FrameWriter, MESSAGE_TYPES, SequenceChecker, decodeMessage, encodeFrame, keyEncryptionContext, negotiateMaxFrame, readMessages,
+  validateMessage, type JobStartMessage, type Message, type RecordsMessage,
 } from '../../enclave/protocol/index.js';
 import { encodeCborFast } from '../../enclave/protocol/cbor.js';
 import { expectCode, onlyProjectErrors } from './helpers.js';
 
 const nonce = new Uint8Array(32).fill(7);
+/** A version 2 (sealed) manifest: messages check its shape; the worker checks its seal. */
 const manifest = {
-  version: 1, datasetId: 'ds1', idField: 'id', fields: ['email'],
-  keys: { k0: { keyId: 'alias/x', ciphertextBlob: 'AAEC', encryptionContext: { a: 'b' } } },
+  version: 2, datasetId: 'ds1', idField: 'id', fields: ['email'], schema: { id: 'number', email: 'string', n: 'number' },
+  keys: { k0: { keyId: 'arn:aws:kms:us-east-1:111122223333:key/test-key', ciphertextBlob: 'AAEC', encryptionContext: keyEncryptionContext('ds1', 'k0') } },
+  records: 2, digest: 'ab'.repeat(48), policy: null, seal: { k0: 'cd'.repeat(48) },
 };
+const ledger = new Uint8Array(60).fill(3);
 const samples: Message[] = [
   { t: 'hello', id: 0, version: 1, nonce },
   { t: 'hello', id: 0, version: 1, nonce, maxFrame: 1 << 20 },
@@ -22,6 +25,10 @@ const samples: Message[] = [
   { t: 'result', id: 5, jobId: 'job-1', result: new Uint8Array([0xa0]), evidence: new Uint8Array([1]) },
   { t: 'error', id: 6, jobId: 'job-1', code: 'ERR_FIELD_DECRYPT', message: 'x' },
   { t: 'error', id: 7, code: 'ERR_PROTOCOL', message: '' },
+  { t: 'job_start', id: 8, jobId: 'job-2', datasetId: 'ds1', query: { groupBy: ['region'] }, manifest: manifest as never, nonce, ledger },
+  { t: 'result', id: 9, jobId: 'job-2', result: new Uint8Array([0xa0]), evidence: new Uint8Array([1]), publicKey: new Uint8Array([4, 5]), ledger },
+  { t: 'refusal', id: 10, jobId: 'job-3', refusal: new Uint8Array([0xa0]), evidence: new Uint8Array([1]) },
+  { t: 'refusal', id: 11, jobId: 'job-4', refusal: new Uint8Array([0xa0]), evidence: new Uint8Array([1]), publicKey: new Uint8Array([4]), ledger },
 ];
 
 function frameOf(v: unknown): Uint8Array {
@@ -38,6 +45,7 @@ function concat(parts: Uint8Array[]): Uint8Array {
 
 describe('frames', () => {
   it('round-trips every message type', () => {
+    expect(new Set(samples.map((m) => m.t))).toEqual(new Set(MESSAGE_TYPES));
     for (const m of samples) {
       const dec = new FrameDecoder();
       const out = dec.push(encodeFrame(m));
@@ -98,6 +106,15 @@ describe('frames', () => {
     expectCode(() => decodeMessage(encodeCborFast([1, 2])), 'ERR_PROTOCOL', '$');
   });
 
+  it('job_start carries the sealed manifest (validated) and the sealed ledger as given', () => {
+    const [m] = new FrameDecoder().push(encodeFrame(samples[9]!));
+    const start = m as JobStartMessage;
+    expect(start.manifest).toEqual(manifest);
+    expect(start.ledger).toEqual(ledger);
+    const [n] = new FrameDecoder().push(encodeFrame(samples[3]!));
+    expect('ledger' in n!).toBe(false);
+  });
+
   it('a sender cannot put an invalid message on the wire', () => {
     expectCode(() => encodeFrame({ t: 'records', id: 0, jobId: 'j', seq: 0, records: [] } as Message), 'ERR_PROTOCOL', 'records');
     expectCode(() => new FrameWriter().encode({ t: 'error', code: 'bad code', message: '' }), 'ERR_PROTOCOL', 'code');
@@ -149,7 +166,14 @@ describe('message validators: negative cases', () => {
   mut(3, (m) => { m.jobId = 'a/b'; }, 'jobId', 'job id alphabet');
   mut(3, (m) => { m.datasetId = 5; }, 'datasetId', 'dataset id type');
   mut(3, (m) => { m.query = [1]; }, 'query', 'query not a map');
-  mut(3, (m) => { (m.manifest as Record<string, unknown>).version = 2; }, 'manifest', 'manifest version');
+  mut(3, (m) => { (m.manifest as Record<string, unknown>).version = 1; }, 'manifest', 'manifest version 1 (unsealed)');
+  mut(3, (m) => { (m.manifest as Record<string, unknown>).version = 3; }, 'manifest', 'manifest version 3');
+  mut(3, (m) => { delete (m.manifest as Record<string, unknown>).seal; }, 'manifest', 'manifest without a seal');
+  mut(3, (m) => { ((m.manifest as { keys: { k0: { keyId: string } } }).keys.k0.keyId = 'alias/x'); }, 'manifest', 'manifest key not an ARN');
+  mut(3, (m) => { m.manifest = new Uint8Array(3); }, 'manifest', 'manifest bytes');
+  mut(3, (m) => { m.ledger = new Uint8Array(28); }, 'ledger', 'job_start ledger too short');
+  mut(9, (m) => { m.ledger = new Uint8Array(4097); }, 'ledger', 'job_start ledger too long');
+  mut(9, (m) => { m.ledger = 'AAAA'; }, 'ledger', 'job_start ledger not bytes');
   mut(3, (m) => { m.datasetId = 'other'; }, 'manifest', 'manifest for another dataset');
   mut(4, (m) => { m.seq = -1; }, 'seq', 'negative seq');
   mut(4, (m) => { m.records = []; }, 'records', 'empty batch');
@@ -159,9 +183,20 @@ describe('message validators: negative cases', () => {
   mut(5, (m) => { m.count = 'x'; }, 'count', 'count type');
   mut(6, (m) => { m.result = new Uint8Array(0); }, 'result', 'empty result');
   mut(6, (m) => { delete m.evidence; }, 'evidence', 'missing evidence');
+  mut(10, (m) => { m.ledger = new Uint8Array(0); }, 'ledger', 'result ledger empty');
+  mut(10, (m) => { m.publicKey = new Uint8Array(1025); }, 'publicKey', 'result public key too long');
+  mut(11, (m) => { m.refusal = new Uint8Array(0); }, 'refusal', 'empty refusal');
+  mut(11, (m) => { m.refusal = new Uint8Array(64 * 1024 + 1); }, 'refusal', 'refusal too long');
+  mut(11, (m) => { delete m.refusal; }, 'refusal', 'missing refusal');
+  mut(11, (m) => { delete m.evidence; }, 'evidence', 'refusal without evidence');
+  mut(11, (m) => { m.result = new Uint8Array([0xa0]); }, 'result', 'refusal with a result');
+  mut(11, (m) => { m.jobId = 'a b'; }, 'jobId', 'refusal job id alphabet');
+  mut(12, (m) => { m.ledger = new Uint8Array(5000); }, 'ledger', 'refusal ledger too long');
   mut(7, (m) => { m.code = 'lower'; }, 'code', 'code alphabet');
   mut(7, (m) => { m.message = 'x'.repeat(1025); }, 'message', 'long message');
   mut(7, (m) => { m.jobId = 3; }, 'jobId', 'error job id type');
+  mut(8, (m) => { m.ledger = ledger; }, 'ledger', 'error message with a ledger');
+  mut(5, (m) => { m.ledger = ledger; }, 'ledger', 'job_end with a ledger');
   for (const [name, m, reason] of cases) {
     it(name, () => {
       expectCode(() => validateMessage(m), 'ERR_PROTOCOL', reason);
@@ -185,6 +220,24 @@ describe('properties', () => {
   });
 
   it('flipping any byte of a valid frame gives a message or a project error', () => {
+    for (const i of [4, 9, 10, 11, 12]) {
+      const f = encodeFrame(samples[i]!);
+      fc.assert(
+        fc.property(fc.nat(f.length - 1), fc.integer({ min: 1, max: 255 }), (j, x) => {
+          const g = f.slice();
+          g[j]! ^= x;
+          onlyProjectErrors(() => {
+            const dec = new FrameDecoder();
+            dec.push(g);
+            dec.end();
+          }, ['ERR_PROTOCOL', 'ERR_FRAME_TOO_LARGE']);
+        }),
+        { numRuns: 200 },
+      );
+    }
+  });
+
+  it('flipping any byte of a records frame gives a message or a project error (legacy codes allowed)', () => {
     const f = encodeFrame(samples[4]!);
     fc.assert(
       fc.property(fc.nat(f.length - 1), fc.integer({ min: 1, max: 255 }), (i, x) => {
@@ -202,7 +255,7 @@ describe('properties', () => {
 
   it('arbitrary CBOR values never pass as a message unless valid', () => {
     fc.assert(
-      fc.property(fc.record({ t: fc.constantFrom('hello', 'records', 'error', 'job_end'), id: fc.anything() }, { requiredKeys: [] }), (v) => {
+      fc.property(fc.record({ t: fc.constantFrom('hello', 'records', 'error', 'job_end', 'refusal', 'result', 'job_start'), id: fc.anything(), ledger: fc.anything(), refusal: fc.anything(), manifest: fc.anything() }, { requiredKeys: [] }), (v) => {
         onlyProjectErrors(() => validateMessage(v), ['ERR_PROTOCOL']);
       }),
       { numRuns: 200 },

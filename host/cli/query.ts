@@ -1,0 +1,103 @@
+/**
+ * `enclavekit query check --manifest M --query Q [--at TIME] [--json]`: the worker's verdict on a
+ * query under the owner's sealed release policy, offline. The same function the worker runs before it
+ * fetches a key (enclave/protocol/release-policy.ts), so the verdict is the worker's.
+ *
+ * Exit 0 allowed, 1 refused (reason given), 2 usage, unreadable or malformed input.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { ToolkitError } from '../../attestation/errors.js';
+import { DEFAULT_RELEASE_POLICY, checkQueryAgainstPolicy, parseManifest } from '../../enclave/protocol/index.js';
+import { EXIT_INVALID, EXIT_OK, UsageError, usage, type CliIO } from './io.js';
+
+const HELP = `usage: enclavekit query check --manifest FILE --query FILE [--at ISO-TIME] [--json]
+
+Check a query against the release policy sealed in a dataset's manifest, exactly as the enclave
+worker will before it reads a record: the fields must exist in the sealed schema, and grouping,
+filters, aggregates, minimum group size, differential privacy and expiry must be allowed by the
+owner's policy (the strictest default when none was sealed). The seal itself is checked only inside
+the enclave, which holds the data keys.
+
+  --manifest FILE   the sealed manifest written by \`enclavekit encrypt\`
+  --query FILE      the query (JSON)
+  --at ISO-TIME     judge expiry at this time (default: now)
+  --json            one JSON object: {"ok":true,"allowed":true,...} or {"ok":true,"allowed":false,"code":...,"reason":...}
+
+Exit status: 0 allowed, 1 refused, 2 usage or malformed input.
+`;
+
+async function readSmall(path: string, label: string): Promise<string> {
+  try {
+    const st = await stat(path);
+    if (st.size > 4 * 1024 * 1024) throw new UsageError(`${label}: ${path} is larger than 4 MiB`);
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${label}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+export async function run(argv: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        manifest: { type: 'string' },
+        query: { type: 'string' },
+        at: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }),
+  );
+  if (values.help) {
+    io.stdout.write(HELP);
+    return EXIT_OK;
+  }
+  if (positionals[0] !== 'check' || positionals.length !== 1) throw new UsageError('expected `query check --manifest FILE --query FILE` (see --help)');
+  if (!values.manifest || !values.query) throw new UsageError('--manifest and --query are required');
+  let now = io.now();
+  if (values.at !== undefined) {
+    now = new Date(values.at);
+    if (Number.isNaN(now.getTime())) throw new UsageError('--at expects an ISO 8601 time');
+  }
+  const manifest = parseManifest(await readSmall(values.manifest, '--manifest'));
+  let query: unknown;
+  try {
+    query = JSON.parse(await readSmall(values.query, '--query'));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`--query: ${values.query} is not JSON`);
+  }
+  try {
+    const r = checkQueryAgainstPolicy(query, manifest, now);
+    const policy = manifest.policy ? 'sealed' : 'default (none sealed)';
+    const out = {
+      ok: true,
+      allowed: true,
+      policy,
+      minGroupSize: r.minGroupSize,
+      dp: r.dp ? { epsilon: r.dp.epsilon, delta: r.dp.delta, budget: r.budget } : null,
+      clamps: Object.fromEntries(r.clamps),
+      publicDomains: [...r.publicDomains.keys()],
+    };
+    if (values.json) io.stdout.write(JSON.stringify(out) + '\n');
+    else
+      io.stdout.write(
+        `allowed by the ${policy} release policy: minGroupSize ${r.minGroupSize}, ${r.dp ? `differential privacy epsilon ${r.dp.epsilon} (delta ${r.dp.delta}, dataset budget ${r.budget})` : 'exact aggregates'}\n`,
+      );
+    return EXIT_OK;
+  } catch (e) {
+    if (e instanceof ToolkitError && (e.code === 'ERR_QUERY_REFUSED' || e.code === 'ERR_QUERY_INVALID')) {
+      if (values.json) io.stdout.write(JSON.stringify({ ok: true, allowed: false, code: e.code, reason: e.reason ?? null, message: e.message }) + '\n');
+      else io.stdout.write(`refused: ${e.code} (${e.reason}): ${e.message}\n`);
+      return e.code === 'ERR_QUERY_INVALID' ? 2 : EXIT_INVALID;
+    }
+    throw e;
+  }
+}
+
+export { DEFAULT_RELEASE_POLICY };
