@@ -21,12 +21,12 @@ import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encryptDataset, KmsDataKeySource } from '../../host/encrypt.js';
-import { writeSyntheticDataset } from '../../host/synthetic.js';
+import { REGIONS, writeSyntheticDataset } from '../../host/synthetic.js';
 import { startSimStack } from '../../host/sim-stack.js';
 import { runJob } from '../../host/run.js';
 import { connectEnclave } from '../../host/enclave-conn.js';
 import { readDataset } from '../../host/dataset.js';
-import { parseManifest, parseField, fieldAad, getPath, type KeyManifest } from '../../enclave/protocol/index.js';
+import { parseManifest, parseField, fieldAad, getPath, type KeyManifest, type ReleasePolicy } from '../../enclave/protocol/index.js';
 import { EnclaveKms, keyReferencesFromManifest } from '../../enclave/kms-client.js';
 import { generateRecipientKeyPair } from '../../enclave/keys.js';
 import { SimNitroPlatform } from '../../enclave/platform/sim-nitro.js';
@@ -47,6 +47,17 @@ const QUERY = {
     { name: 'sentiment', op: 'sentiment', field: 'complaint' },
   ],
   privacy: { minGroupSize: 10 },
+};
+
+/** The owner allows this benchmark's exact query: region is a declared dimension, spend is bounded. */
+const POLICY: ReleasePolicy = {
+  version: 1,
+  minGroupSize: 10,
+  dimensions: { region: { domain: [...REGIONS] } },
+  aggregates: { 'orders.total': { ops: ['mean', 'stddev'], bounds: [0, 100_000] }, complaint: { ops: ['sentiment'] } },
+  filters: '*',
+  dp: { required: false, epsilonMin: 0.1, epsilonMax: 1, budget: 10, delta: 1e-6 },
+  exactExtrema: false,
 };
 
 function vmHwmMb(pid: number): number {
@@ -76,7 +87,7 @@ function useCompiledWorker(): void {
 export async function main(): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   useCompiledWorker();
-  const cache = join(tmpdir(), `enclavekit-bench-pipeline-v1-${RECORDS}`);
+  const cache = join(tmpdir(), `enclavekit-bench-pipeline-v2-${RECORDS}`);
   const datasetPath = join(cache, 'customers.enc.ndjson');
   const manifestPath = join(cache, 'manifest.json');
   const stack = await startSimStack({ dir: cache });
@@ -104,6 +115,7 @@ export async function main(): Promise<void> {
           kms,
           output: `${datasetPath}.tmp`,
           rotateAfter: 10_000_000,
+          policy: POLICY,
         });
       } finally {
         kms.client.destroy();
