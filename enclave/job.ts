@@ -131,6 +131,21 @@ function decodeUtf8(b: Buffer, start: number, end: number): string {
   return utf8.decode(b.subarray(start, end));
 }
 
+/**
+ * Non-integer numbers of a result to 15 significant digits: a double carries 15 to 17, and the last
+ * ones of a sum or mean are binary noise of the summation (89335.65000000001), not information.
+ */
+export function roundForRelease(v: unknown): unknown {
+  if (typeof v === 'number') return Number.isInteger(v) || !Number.isFinite(v) ? v : Number(v.toPrecision(15));
+  if (Array.isArray(v)) return v.map(roundForRelease);
+  if (v !== null && typeof v === 'object' && !(v instanceof Uint8Array)) {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = roundForRelease(x);
+    return o;
+  }
+  return v;
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return false;
   const p = Object.getPrototypeOf(v);
@@ -356,7 +371,7 @@ class JobImpl implements Job {
             query: o.query,
             queryDigest: queryDigest(o.query),
             counts: out.counts,
-            groups: out.groups,
+            groups: out.groups.map((g) => ({ ...g, aggregates: roundForRelease(g.aggregates) as Record<string, unknown> })),
             privacy: {
               minGroupSize: out.privacy.minGroupSize,
               dp: out.privacy.dp && links.budget ? { ...out.privacy.dp, budget: links.budget } : null,

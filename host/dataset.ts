@@ -16,7 +16,8 @@ export interface ReadDatasetOptions {
   maxLineBytes?: number;
   /**
    * CSV only: turn a dotted header `address.city` into a nested member, so CSV records have the
-   * same shape as NDJSON ones. Default false (flat rows, header names as keys).
+   * same shape as NDJSON ones and a field path means the same in both. Default true: that is how
+   * `encrypt`, `run` and the enclave read CSV (false gives flat rows, header names as keys).
    */
   nest?: boolean;
 }
@@ -54,7 +55,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 export function readDataset(input: Readable | string, opts: ReadDatasetOptions): AsyncGenerator<DatasetRecord> {
   const max = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   if (opts.format === 'ndjson') return readNdjson(open(input), max);
-  if (opts.format === 'csv') return readCsv(open(input), max, opts.nest ?? false);
+  if (opts.format === 'csv') return readCsv(open(input), max, opts.nest ?? true);
   throw new TypeError('"format" expected ndjson or csv');
 }
 
@@ -133,7 +134,8 @@ async function* readNdjson(stream: Readable, max: number): AsyncGenerator<Datase
   }
 }
 
-function nestRow(row: Record<string, unknown>): Record<string, unknown> {
+/** A flat CSV row as a record: a dotted header `address.city` is the nested member address -> city. */
+export function nestRow(row: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(row)) {
     if (!k.includes('.')) {

@@ -20,7 +20,7 @@ import {
   sealManifest, setPath, validateManifest, validateManifestBody, validateReleasePolicy,
   type FieldType, type KeyManifest, type ManifestBody, type ManifestKey, type ReleasePolicy,
 } from '../enclave/protocol/index.js';
-import { readDataset, datasetError, type DatasetFormat } from './dataset.js';
+import { readDataset, datasetError, nestRow, type DatasetFormat } from './dataset.js';
 
 export interface DataKey {
   plaintext: Uint8Array;
@@ -224,9 +224,10 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
   });
 
   const csv = opts.format === 'csv';
-  // CSV rows are flat: a field path names a column. NDJSON records are nested objects.
-  const fieldSegs = opts.fields.map((f) => (csv ? [f] : f.split('.')));
-  const idSegs = csv ? [opts.idField] : opts.idField.split('.');
+  // A field path means the same in both formats: CSV rows are read flat (to keep the header) and
+  // nested by their dotted headers (`address.city` is address -> city), as `run` and the enclave read them.
+  const fieldSegs = opts.fields.map((f) => f.split('.'));
+  const idSegs = opts.idField.split('.');
   const keys: Record<string, ManifestKey> = {};
   const slot = new KeySlot();
   const ivs = new IvPool(opts.randomBytes ?? ((n) => randomBytes(n)));
@@ -282,8 +283,22 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
   const present = new Array<boolean>(opts.fields.length).fill(false);
   try {
     await newKey();
-    const readOpts = opts.maxLineBytes === undefined ? { format: opts.format } : { format: opts.format, maxLineBytes: opts.maxLineBytes };
-    for await (const { record, line } of readDataset(opts.input, readOpts)) {
+    const readOpts = { format: opts.format, nest: false, ...(opts.maxLineBytes === undefined ? {} : { maxLineBytes: opts.maxLineBytes }) };
+    for await (const { record: raw, line } of readDataset(opts.input, readOpts)) {
+      let record = raw;
+      if (csv) {
+        if (!header) {
+          header = Object.keys(raw);
+          const missing = opts.fields.filter((f) => !header!.includes(f));
+          if (missing.length > 0) throw datasetError(1, 'field_absent', `no column named ${missing.map((f) => `"${f}"`).join(', ')}`);
+          rows.push(header);
+        }
+        try {
+          record = nestRow(raw);
+        } catch (e) {
+          throw datasetError(line, 'header', (e as Error).message);
+        }
+      }
       const recordId = recordIdOf(getPath(record, idSegs));
       if (recordId === undefined) throw datasetError(line, 'record_id', `no usable id in field "${opts.idField}" (a non-empty string or an integer)`);
       schema.add(record);
@@ -301,17 +316,11 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
         setPath(record, segs, formatField(slot.ref, iv, ct));
       }
       if (csv) {
-        if (!header) {
-          header = Object.keys(record);
-          const missing = opts.fields.filter((f) => !header!.includes(f));
-          if (missing.length > 0) throw datasetError(1, 'field_absent', `no column named ${missing.map((f) => `"${f}"`).join(', ')}`);
-          rows.push(header);
-        }
-        const row = header.map((h) => csvCell(record[h]));
+        const row = header!.map((h) => csvCell(getPath(record, h.split('.'))));
         // The digest is over the record as a reader of the written file will see it (digest.ts).
         const seen: Record<string, unknown> = {};
-        header.forEach((h, i) => (seen[h] = row[i]));
-        digest.add(seen);
+        header!.forEach((h, i) => (seen[h] = row[i]));
+        digest.add(nestRow(seen));
         rows.push(row);
         if (rows.length >= BATCH) await flush();
       } else {

@@ -57,6 +57,9 @@ export const DEFAULT_RELEASE_POLICY: Readonly<ReleasePolicy> = Object.freeze({
 }) as Readonly<ReleasePolicy>;
 
 const EXTREMA_OPS: readonly AggregateOp[] = ['min', 'max', 'quantiles'];
+/** Operations that read numbers, and those that read text: the sealed schema type must match. */
+const NUMERIC_OPS: readonly AggregateOp[] = ['sum', 'mean', 'min', 'max', 'stddev', 'quantiles', 'histogram'];
+const TEXT_OPS: readonly AggregateOp[] = ['topTerms', 'sentiment'];
 const ALL_OPS: readonly AggregateOp[] = ['count', 'sum', 'mean', 'min', 'max', 'stddev', 'quantiles', 'histogram', 'distinctCount', 'topTerms', 'sentiment'];
 const FILTER_OPS: readonly FilterOp[] = ['eq', 'ne', 'in', 'lt', 'lte', 'gt', 'gte'];
 export const MAX_POLICY_EPSILON = 10;
@@ -180,7 +183,7 @@ function refused(reason: string, message: string): ToolkitError {
   return new ToolkitError('ERR_QUERY_REFUSED', message, { reason });
 }
 
-function filterFields(f: Filter, out: { field: string; op: FilterOp }[]): void {
+function filterFields(f: Filter, out: { field: string; op: FilterOp; value?: number | string }[]): void {
   switch (f.op) {
     case 'and':
     case 'or':
@@ -188,6 +191,13 @@ function filterFields(f: Filter, out: { field: string; op: FilterOp }[]): void {
       return;
     case 'not':
       filterFields(f.arg, out);
+      return;
+    case 'lt':
+    case 'lte':
+    case 'gt':
+    case 'gte':
+      // An ordering compares numbers with numbers and text with text; the field must hold that type.
+      out.push({ field: f.field, op: f.op, value: f.value });
       return;
     default:
       out.push({ field: f.field, op: f.op });
@@ -215,6 +225,12 @@ export function checkQueryAgainstPolicy(
     throw refused('expired', `the owner's release policy expired at ${policy.expires}`);
   const known = (f: string, where: string): void => {
     if (!Object.prototype.hasOwnProperty.call(schema, f)) throw refused('unknown_field', `${where} names "${f}", which is not a field of this dataset (fields: ${Object.keys(schema).slice(0, 20).join(', ')})`);
+  };
+  // A value of another type would be skipped without a word (and a count of skipped values would say
+  // how many records hold one): an operation must match the field's sealed type.
+  const typed = (f: string, want: 'number' | 'string', what: string): void => {
+    if (schema[f] !== want)
+      throw refused('type', `${what} needs a ${want} field; "${f}" is ${schema[f] === 'mixed' ? 'mixed (some records hold other types)' : `a ${schema[f]}`} in this dataset`);
   };
   const dpq = query.privacy.dp;
   if (policy.dp.required && !dpq) throw refused('dp_required', "the owner's release policy requires differential privacy ($.privacy.dp)");
@@ -245,6 +261,8 @@ export function checkQueryAgainstPolicy(
       if (!rule || !rule.ops.includes(a.op)) throw refused('aggregate', `${a.op} over "${f}" is not allowed by the owner's policy`);
       bounds = rule.bounds;
     }
+    if (NUMERIC_OPS.includes(a.op)) typed(f, 'number', a.op);
+    if (TEXT_OPS.includes(a.op)) typed(f, 'string', a.op);
     if (a.op === 'sum' || a.op === 'mean') {
       const qc = a.clamp;
       let c: [number, number] | undefined = bounds ?? qc;
@@ -261,10 +279,11 @@ export function checkQueryAgainstPolicy(
     }
   });
   if (query.filter) {
-    const used: { field: string; op: FilterOp }[] = [];
+    const used: { field: string; op: FilterOp; value?: number | string }[] = [];
     filterFields(query.filter, used);
     for (const u of used) {
       known(u.field, '$.filter');
+      if (u.value !== undefined) typed(u.field, typeof u.value === 'number' ? 'number' : 'string', `filter ${u.op}`);
       if (policy.filters !== '*') {
         const ops = policy.filters[u.field];
         if (!ops || !ops.includes(u.op)) throw refused('filter', `filtering "${u.field}" with ${u.op} is not allowed by the owner's policy`);

@@ -109,16 +109,15 @@ describe('encryptDataset', () => {
     expect(result.keyArns).toEqual([TEST_KEY_ARN]);
   });
 
-  // A CSV column whose name has a dot ("address.city") and is encrypted: encryptDataset digests the
-  // flat CSV row ({"address.city": ...}) and `enclavekit run` sends flat rows, but the job reads the
-  // field path address -> city, so it never opens that column (its aggregates come back null); read
-  // back nested (readDataset nest: true, as this test did before the seal), the digest differs from
-  // the seal and the job is refused. Reported as a source bug; this states the intended behaviour.
-  it.fails('CSV: an encrypted column with a dotted name is opened by the job the way `enclavekit run` reads the file', async () => {
+  // A CSV column whose name has a dot ("address.city") is the nested field address -> city everywhere:
+  // encrypt encrypts and seals it so, `run` reads CSV nested (readDataset's default), and the job opens
+  // it. (It used to be encrypted as a flat column the job never found: its aggregates came back null.)
+  it('CSV: an encrypted column with a dotted name is opened by the job the way `enclavekit run` reads the file', async () => {
     const dotted = 'id,name,address.city,region\n' + Array.from({ length: 20 }, (_, i) => `${i},P ${i},City ${i % 3},r${i % 2}`).join('\n') + '\n';
     const { kms, manifest, text: enc } = await encryptText(dotted, { format: 'csv', fields: ['name', 'address.city'], datasetId: 'csv-2', policy: openPolicy({ minGroupSize: 1 }) });
     const q = { version: 1, aggregates: [{ name: 'cities', op: 'distinctCount', field: 'address.city' }], privacy: { minGroupSize: 1 } };
-    const recs = (await readAll(Readable.from([enc]), 'csv', false, 1 << 20)).map((r) => r.record);
+    const recs = (await readAll(Readable.from([enc]), 'csv', true, 1 << 20)).map((r) => r.record);
+    expect(manifest.schema['address.city']).toBe('string');
     const job = jobOver(manifest, kms.keys(), q);
     job.addBatch(recs);
     expect(job.finish().build(testLinks()).result.groups[0]!.aggregates.cities).toBe(3);

@@ -340,3 +340,27 @@ describe('checkQueryAgainstPolicy: verdicts', () => {
     );
   });
 });
+
+describe('checkQueryAgainstPolicy: field types from the sealed schema', () => {
+  const schema = { spend: 'number', note: 'string', mixed: 'mixed', flag: 'boolean' } as const;
+  const verdict = (aggregates: unknown[], filter?: unknown) =>
+    checkQueryAgainstPolicy({ version: 1, aggregates, ...(filter ? { filter } : {}) }, { policy: openPolicy(), schema: { ...schema } }, new Date(0));
+  it('numeric operations need a number field; text operations a string field (reason type)', () => {
+    for (const [op, field] of [['sum', 'note'], ['mean', 'mixed'], ['histogram', 'flag'], ['sentiment', 'spend'], ['sentiment', 'mixed']] as const) {
+      const a = op === 'histogram' ? { name: 'x', op, field, bins: [0, 1] } : { name: 'x', op, field, ...(op === 'sum' || op === 'mean' ? { clamp: [0, 1] } : {}) };
+      let e: unknown;
+      try {
+        verdict([a]);
+      } catch (x) {
+        e = x;
+      }
+      expect((e as { code?: string }).code, `${op} ${field}`).toBe('ERR_QUERY_REFUSED');
+      expect((e as { reason?: string }).reason, `${op} ${field}`).toBe('type');
+    }
+    expect(() => verdict([{ name: 'x', op: 'count' }], { op: 'gte', field: 'note', value: 3 })).toThrow(/needs a number field; "note" is a string/);
+    expect(() => verdict([{ name: 'x', op: 'count' }], { op: 'lt', field: 'spend', value: 'abc' })).toThrow(/needs a string field/);
+  });
+  it('the matching types pass', () => {
+    expect(() => verdict([{ name: 's', op: 'sum', field: 'spend', clamp: [0, 9] }, { name: 't', op: 'sentiment', field: 'note' }], { op: 'gte', field: 'spend', value: 3 })).not.toThrow();
+  });
+});
