@@ -644,7 +644,7 @@ export class AnalyticsEngine {
   readonly #minGroupSize: number;
   readonly #dp: { epsilon: number; delta: number } | null;
   readonly #dpCtx: DpCtx | null;
-  /** Public-domain grouping (DP only): the candidate keys. */
+  /** Public-domain grouping (when every grouped field has a declared domain): the candidate keys. */
   readonly #domain: Domain | undefined;
   readonly #threshold: number;
   /** The most groups the memory budget allows. */
@@ -669,17 +669,19 @@ export class AnalyticsEngine {
     const dp = opts.dp;
     this.#factories = query.aggregates.map((a, i) => makeAcc(a, i, dp !== null, opts.clamps));
     let effectiveMaxGroups = query.groupBy.length === 0 ? 1 : maxGroups;
+    // Declared public domains bound the groups in both modes (records with other values belong to no
+    // group), so the group bound the worker checks before any record holds in exact mode too.
+    const domains = opts.publicDomains;
+    if (query.groupBy.length > 0 && domains && query.groupBy.every((f) => domains.has(f))) {
+      this.#domain = buildDomain(query.groupBy, domains, maxGroups);
+      effectiveMaxGroups = this.#domain.combos.size;
+    }
     if (dp) {
       if (!(Number.isFinite(dp.epsilon) && dp.epsilon > 0)) throw new RangeError('"dp.epsilon" expected a finite number > 0');
       if (!(Number.isFinite(dp.delta) && dp.delta >= 0 && dp.delta < 1)) throw new RangeError('"dp.delta" expected a number in [0, 1)');
       this.#dp = { epsilon: dp.epsilon, delta: dp.delta };
       const eps = splitEpsilon(dp.epsilon, measurementsPerGroup(query));
       this.#dpCtx = { noise: new DiscreteLaplace(opts.randomBytes), eps };
-      const domains = opts.publicDomains;
-      if (query.groupBy.length > 0 && domains && query.groupBy.every((f) => domains.has(f))) {
-        this.#domain = buildDomain(query.groupBy, domains, maxGroups);
-        effectiveMaxGroups = this.#domain.combos.size;
-      }
       if (query.groupBy.length === 0 || this.#domain) this.#threshold = 0;
       else {
         if (!(dp.delta > 0 && dp.delta < 0.5))

@@ -147,6 +147,15 @@ describe('engine and privacy guards', () => {
     expectCode(() => { for (let i = 0; i < 11; i++) e.add({ id: i }); }, 'ERR_JOB_FAILED', 'too_many_groups');
   });
 
+  it('declared public domains bound the groups in exact mode too: other values belong to no group', () => {
+    const recs = [...Array.from({ length: 12 }, (_, i) => ({ id: `a${i}`, region: 'north' })), ...Array.from({ length: 12 }, (_, i) => ({ id: `b${i}`, region: `rogue-${i}` }))];
+    const query = { version: 1, groupBy: ['region'], aggregates: [{ name: 'n', op: 'count' }] };
+    const out = run(query, recs, { publicDomains: new Map([['region', ['north', 'south']]]), maxGroups: 2 });
+    expect(out.groups.map((g) => [g.key, g.count])).toEqual([[['north'], 12]]);
+    // Without the domain the same data forms 13 groups and overflows a bound of 2.
+    expectCode(() => run(query, recs, { maxGroups: 2 }), 'ERR_JOB_FAILED', 'too_many_groups');
+  });
+
   it('policy clamps win over the query clamp, in exact mode too', () => {
     const recs = people(20, 'r', (i) => ({ v: i < 10 ? 1000 : 1 }));
     const query = { version: 1, aggregates: [{ name: 's', op: 'sum', field: 'v', clamp: [0, 500] }] };
