@@ -5,23 +5,29 @@
  * gets its attestation document verified and its answer as `CiphertextForRecipient`, never as
  * `Plaintext`, exactly like AWS.
  *
- * The SigV4 signature is not checked: the simulator has a single account and every caller is a
- * principal of it. Because nothing authenticates a caller, the Host header is checked before anything
- * else (see `hostAllowed`): a web page that re-points its own DNS name at 127.0.0.1 (DNS rebinding)
- * sends its own name as Host and is refused.
+ * Every request is authenticated with AWS Signature Version 4 (see sigv4.ts) against the principals
+ * of the state folder (see principals.ts): the account root's key, created on first use and written to
+ * `STATE/credentials` for the AWS CLI and SDKs, and any principal added since (IAM users, role
+ * sessions with a token and an expiry). Key policies are evaluated for that caller: a statement naming
+ * a role applies to that role's sessions only. The Host header is checked before anything else (see
+ * `hostAllowed`): a web page that re-points its own DNS name at 127.0.0.1 (DNS rebinding) sends its own
+ * name as Host and is refused before its body is read.
  */
 import { createPublicKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
-import { AttestationError, isToolkitError, ToolkitError } from '../../attestation/errors.js';
+import { join } from 'node:path';
+import { AttestationError, isToolkitError } from '../../attestation/errors.js';
 import { verifyNitro } from '../../attestation/nitro/node.js';
 import { isDebugMode } from '../../attestation/nitro/policy.js';
-import { readSimulatorRootFromState, SIM_CA_FILE } from './sim-root.js';
+import { ensureSimulatorRootInState } from './sim-root.js';
 import { defaultKeyPolicy, evaluateKeyPolicy, parseKeyPolicy, KeyPolicyError, type KeyPolicy } from '../key-policy.js';
 import { blobKeyId, openBlob, sealBlob, type EncryptionContext } from './blob.js';
 import { buildCiphertextForRecipient } from './cms.js';
 import { fault, KmsFault } from './errors.js';
 import { KeyStore, type KeyRecord } from './store.js';
+import { addSimulatorPrincipal, ensureRootCredentials, PrincipalStore, CREDENTIALS_FILE, type AddPrincipalOptions, type SimCredentials } from './principals.js';
+import { DEFAULT_MAX_SKEW_MS, verifySigV4, type Caller } from './sigv4.js';
 
 export const DEFAULT_ACCOUNT_ID = '111122223333';
 export const DEFAULT_REGION = 'us-east-1';
@@ -48,7 +54,11 @@ export interface KmsSimulatorOptions {
   host?: string;
   port?: number;
   stateDir: string;
-  /** Also trust `simulatorRoots` (the simulator CA) for Recipient documents. Off by default. */
+  /**
+   * Also trust `simulatorRoots` (the simulator CA) for Recipient documents. Off by default. Without
+   * `simulatorRoots`, the Nitro simulator root of the state folder is trusted, and created there first
+   * (sim-ca.json, as a simulated worker would) when the folder has none.
+   */
   trustSimulator?: boolean;
   /** DER roots of the simulator CA; used only with trustSimulator. */
   simulatorRoots?: readonly Uint8Array[];
@@ -63,18 +73,33 @@ export interface KmsSimulatorOptions {
    * there themselves: every other Host is refused (see `hostAllowed`).
    */
   allowHosts?: readonly string[];
-  /** One line per request (operation, status, error type); never request or response bodies. */
+  /**
+   * One line per request: operation, status, error type, and the caller's ARN once authenticated;
+   * never a body, a secret, a session token or a signature.
+   */
   log?: (line: string) => void;
 }
 
 export interface KmsSimulator {
   url: string;
   port: number;
+  /**
+   * The account root's credentials (`STATE/credentials`, profile `enclavekit-sim`), in the AWS SDK's
+   * shape: `new KMSClient({ endpoint: sim.url, region, credentials: sim.credentials })`.
+   */
+  readonly credentials: SimCredentials;
+  /** Path of the shared-credentials file (AWS_SHARED_CREDENTIALS_FILE, with AWS_PROFILE=enclavekit-sim). */
+  readonly credentialsFile: string;
+  /**
+   * Add a principal to the state folder and return its fresh credentials (what `enclavekit sim kms
+   * credentials add` does); the expiry of temporary ones counts from the simulator's clock.
+   */
+  addPrincipal(o: AddPrincipalOptions): Promise<SimCredentials>;
   close(): Promise<void>;
 }
 
 type Json = Record<string, unknown>;
-type Handler = (body: Json) => Promise<Json>;
+type Handler = (body: Json, caller: Caller) => Promise<Json>;
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -222,18 +247,15 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
   const now = options.now ?? (() => new Date());
   const verify = options.verifyRecipient ?? defaultVerifier;
   const simulatorRoots = options.trustSimulator ? [...(options.simulatorRoots ?? [])] : [];
-  if (options.trustSimulator && simulatorRoots.length === 0) {
-    const fromState = await readSimulatorRootFromState(options.stateDir);
-    if (fromState === undefined)
-      throw new ToolkitError('ERR_SIMULATOR_STATE', `trustSimulator: no simulatorRoots given and no ${SIM_CA_FILE} in the state folder`);
-    simulatorRoots.push(fromState);
-  }
   if (!/^\d{12}$/.test(account)) throw new TypeError('"accountId" expected 12 digits');
+  if (typeof options.stateDir !== 'string' || options.stateDir.length === 0) throw new TypeError('"stateDir" expected a non-empty path');
+  if (options.trustSimulator && simulatorRoots.length === 0) simulatorRoots.push((await ensureSimulatorRootInState(options.stateDir, now())).rootDer);
   const log = options.log ?? (() => undefined);
   const extraHosts = new Set((options.allowHosts ?? []).map((h) => h.toLowerCase()));
   const store = await KeyStore.open(options.stateDir);
+  const rootCredentials = await ensureRootCredentials(options.stateDir, { accountId: account, now: now() });
+  const principals = new PrincipalStore(options.stateDir);
   const policies = new Map<string, { text: string; parsed: KeyPolicy }>();
-  const caller = `arn:aws:iam::${account}:root`;
   const keyArn = (id: string): string => `arn:aws:kms:${region}:${account}:key/${id}`;
   const aliasArn = (name: string): string => `arn:aws:kms:${region}:${account}:${name}`;
 
@@ -245,16 +267,31 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
     return parsed;
   }
 
-  function authorize(k: KeyRecord, action: string, keys: ReadonlyMap<string, readonly string[]>): void {
-    const d = evaluateKeyPolicy(policyOf(k), { action, resource: k.arn, account, keys });
+  function authorize(k: KeyRecord, action: string, keys: ReadonlyMap<string, readonly string[]>, c: Caller): void {
+    const d = evaluateKeyPolicy(policyOf(k), { action, resource: k.arn, account: c.account, principal: c.principal, keys });
     if (d === 'allow') return;
     const why = d === 'explicit-deny' ? 'with an explicit deny in a resource-based policy' : `because no resource-based policy allows the ${action} action`;
-    throw fault('AccessDeniedException', `User: ${caller} is not authorized to perform: ${action} on resource: ${k.arn} ${why}`);
+    throw fault('AccessDeniedException', `User: ${c.principal} is not authorized to perform: ${action} on resource: ${k.arn} ${why}`);
   }
 
-  /** AWS's four spellings: key id, key ARN, alias name, alias ARN (ARNs only of this account and region). */
-  function resolveKey(id: string, allowAlias = true): KeyRecord {
+  /**
+   * Operations on the account itself (CreateKey, ListKeys, ListAliases) need no key policy: IAM
+   * policies, which the simulator does not have, would decide. Only principals of the simulator's
+   * account may call them, since the simulator holds no other account's keys.
+   */
+  function sameAccount(c: Caller, action: string): void {
+    if (c.account !== account)
+      throw fault('AccessDeniedException', `User: ${c.principal} is not authorized to perform: ${action} (this simulator holds the keys of account ${account} only)`);
+  }
+
+  /**
+   * AWS's four spellings: key id, key ARN, alias name, alias ARN (ARNs only of this account and region).
+   * A caller of another account must name the key by ARN, as in AWS (a bare id or alias name is looked up
+   * in the caller's own account).
+   */
+  function resolveKey(c: Caller, id: string, allowAlias = true): KeyRecord {
     const notFound = (): KmsFault => fault('NotFoundException', `Invalid keyId '${id.slice(0, 300)}'`);
+    if (c.account !== account && !id.startsWith('arn:')) throw notFound();
     let keyId: string | undefined;
     let alias: string | undefined;
     const arn = /^arn:aws:kms:([^:]+):(\d{12}):(key|alias)\/(.+)$/.exec(id);
@@ -358,7 +395,8 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
   }
 
   const ops: Record<string, Handler> = {
-    async CreateKey(body) {
+    async CreateKey(body, c) {
+      sameAccount(c, 'kms:CreateKey');
       const policy = optString(body, 'Policy', 1, 32768) ?? defaultKeyPolicy(account);
       const description = optString(body, 'Description', 0, 8192) ?? '';
       const usage = optString(body, 'KeyUsage');
@@ -388,24 +426,25 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       return { KeyMetadata: keyMetadata(rec) };
     },
 
-    async DescribeKey(body) {
+    async DescribeKey(body, c) {
       checkGrantTokens(body);
-      const k = resolveKey(reqString(body, 'KeyId'));
-      authorize(k, 'kms:DescribeKey', new Map());
+      const k = resolveKey(c, reqString(body, 'KeyId'));
+      authorize(k, 'kms:DescribeKey', new Map(), c);
       return { KeyMetadata: keyMetadata(k) };
     },
 
-    async ListKeys(body) {
+    async ListKeys(body, c) {
+      sameAccount(c, 'kms:ListKeys');
       const { page, next } = listPage([...store.keys.values()], body);
       return { Keys: page.map((k) => ({ KeyId: k.keyId, KeyArn: k.arn })), Truncated: next !== undefined, ...(next ? { NextMarker: next } : {}) };
     },
 
-    async CreateAlias(body) {
+    async CreateAlias(body, c) {
       const name = reqString(body, 'AliasName', 1, 256);
       if (!ALIAS_RE.test(name)) throw fault('ValidationException', `Alias must start with the prefix "alias/" and use only letters, digits, /, _ and -`);
       if (name.startsWith('alias/aws/')) throw fault('InvalidAliasNameException', 'Aliases starting with alias/aws/ are reserved for AWS managed keys');
-      const k = resolveKey(reqString(body, 'TargetKeyId'), false);
-      authorize(k, 'kms:CreateAlias', new Map());
+      const k = resolveKey(c, reqString(body, 'TargetKeyId'), false);
+      authorize(k, 'kms:CreateAlias', new Map(), c);
       await store.update(() => {
         if (store.aliases.has(name)) throw fault('AlreadyExistsException', `An alias with the name ${aliasArn(name)} already exists`);
         store.aliases.set(name, { name, targetKeyId: k.keyId, creationDate: Math.floor(now().getTime() / 1000) });
@@ -414,9 +453,10 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       return {};
     },
 
-    async ListAliases(body) {
+    async ListAliases(body, c) {
+      sameAccount(c, 'kms:ListAliases');
       const keyId = optString(body, 'KeyId');
-      const target = keyId === undefined ? undefined : resolveKey(keyId, false).keyId;
+      const target = keyId === undefined ? undefined : resolveKey(c, keyId, false).keyId;
       const all = [...store.aliases.values()].filter((a) => target === undefined || a.targetKeyId === target);
       const { page, next } = listPage(all, body);
       return {
@@ -426,22 +466,23 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       };
     },
 
-    async GetKeyPolicy(body) {
-      const k = resolveKey(reqString(body, 'KeyId'), false);
+    async GetKeyPolicy(body, c) {
+      const k = resolveKey(c, reqString(body, 'KeyId'), false);
       const name = optString(body, 'PolicyName', 1, 128) ?? 'default';
       if (name !== 'default') throw fault('NotFoundException', `No such policy exists: ${name}`);
-      authorize(k, 'kms:GetKeyPolicy', new Map());
+      authorize(k, 'kms:GetKeyPolicy', new Map(), c);
       return { Policy: k.policy, PolicyName: 'default' };
     },
 
-    async PutKeyPolicy(body) {
-      const k = resolveKey(reqString(body, 'KeyId'), false);
+    async PutKeyPolicy(body, c) {
+      const k = resolveKey(c, reqString(body, 'KeyId'), false);
       const name = optString(body, 'PolicyName', 1, 128) ?? 'default';
       if (name !== 'default') throw fault('NotFoundException', `No such policy exists: ${name}`);
       const policy = reqString(body, 'Policy', 1, 32768);
       optBool(body, 'BypassPolicyLockoutSafetyCheck');
+      // Who may change the policy first: a caller who may not learns nothing about the new text.
+      authorize(k, 'kms:PutKeyPolicy', new Map(), c);
       checkPolicyText(policy);
-      authorize(k, 'kms:PutKeyPolicy', new Map());
       await store.update(() => {
         const old = k.policy;
         k.policy = policy;
@@ -450,18 +491,18 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       return {};
     },
 
-    async Encrypt(body) {
+    async Encrypt(body, c) {
       checkGrantTokens(body);
-      const k = resolveKey(reqString(body, 'KeyId'));
+      const k = resolveKey(c, reqString(body, 'KeyId'));
       const plaintext = reqBlob(body, 'Plaintext', 1, 4096);
       const ctx = encryptionContext(body, 'EncryptionContext');
       checkAlgorithm(body, 'EncryptionAlgorithm');
-      authorize(k, 'kms:Encrypt', contextKeys(ctx, undefined));
+      authorize(k, 'kms:Encrypt', contextKeys(ctx, undefined), c);
       dryRun(body);
       return { CiphertextBlob: b64(sealBlob(k.keyId, k.material, plaintext, ctx)), KeyId: k.arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
     },
 
-    async Decrypt(body) {
+    async Decrypt(body, c) {
       checkGrantTokens(body);
       const blob = reqBlob(body, 'CiphertextBlob', 1, 6144);
       const ctx = encryptionContext(body, 'EncryptionContext');
@@ -470,11 +511,11 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       const blobId = blobKeyId(blob);
       if (blobId === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
       const k = store.keys.get(blobId);
-      if (keyIdArg !== undefined && resolveKey(keyIdArg).keyId !== blobId)
+      if (keyIdArg !== undefined && resolveKey(c, keyIdArg).keyId !== blobId)
         throw fault('IncorrectKeyException', 'The key ID in the request does not identify a CMK that can perform this operation.');
       if (k === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
       const rcpt = await recipient(body);
-      authorize(k, 'kms:Decrypt', contextKeys(ctx, rcpt?.claims));
+      authorize(k, 'kms:Decrypt', contextKeys(ctx, rcpt?.claims), c);
       const plaintext = openBlob(blob, k.material, ctx);
       if (plaintext === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
       dryRun(body);
@@ -483,23 +524,23 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       return { ...base, Plaintext: b64(plaintext) };
     },
 
-    async ReEncrypt(body) {
+    async ReEncrypt(body, c) {
       checkGrantTokens(body);
       const blob = reqBlob(body, 'CiphertextBlob', 1, 6144);
       const srcCtx = encryptionContext(body, 'SourceEncryptionContext');
       const dstCtx = encryptionContext(body, 'DestinationEncryptionContext');
       checkAlgorithm(body, 'SourceEncryptionAlgorithm');
       checkAlgorithm(body, 'DestinationEncryptionAlgorithm');
-      const dst = resolveKey(reqString(body, 'DestinationKeyId'));
+      const dst = resolveKey(c, reqString(body, 'DestinationKeyId'));
       const srcArg = optString(body, 'SourceKeyId');
       const blobId = blobKeyId(blob);
       if (blobId === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
-      if (srcArg !== undefined && resolveKey(srcArg).keyId !== blobId)
+      if (srcArg !== undefined && resolveKey(c, srcArg).keyId !== blobId)
         throw fault('IncorrectKeyException', 'The key ID in the request does not identify a CMK that can perform this operation.');
       const src = store.keys.get(blobId);
       if (src === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
-      authorize(src, 'kms:ReEncryptFrom', contextKeys(srcCtx, undefined));
-      authorize(dst, 'kms:ReEncryptTo', contextKeys(dstCtx, undefined));
+      authorize(src, 'kms:ReEncryptFrom', contextKeys(srcCtx, undefined), c);
+      authorize(dst, 'kms:ReEncryptTo', contextKeys(dstCtx, undefined), c);
       const plaintext = openBlob(blob, src.material, srcCtx);
       if (plaintext === undefined) throw fault('InvalidCiphertextException', INVALID_CIPHERTEXT);
       try {
@@ -516,13 +557,13 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       }
     },
 
-    async GenerateDataKey(body) {
+    async GenerateDataKey(body, c) {
       checkGrantTokens(body);
-      const k = resolveKey(reqString(body, 'KeyId'));
+      const k = resolveKey(c, reqString(body, 'KeyId'));
       const n = dataKeyLength(body);
       const ctx = encryptionContext(body, 'EncryptionContext');
       const rcpt = await recipient(body);
-      authorize(k, 'kms:GenerateDataKey', contextKeys(ctx, rcpt?.claims));
+      authorize(k, 'kms:GenerateDataKey', contextKeys(ctx, rcpt?.claims), c);
       dryRun(body);
       const dataKey = new Uint8Array(randomBytes(n));
       try {
@@ -534,12 +575,12 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       }
     },
 
-    async GenerateDataKeyWithoutPlaintext(body) {
+    async GenerateDataKeyWithoutPlaintext(body, c) {
       checkGrantTokens(body);
-      const k = resolveKey(reqString(body, 'KeyId'));
+      const k = resolveKey(c, reqString(body, 'KeyId'));
       const n = dataKeyLength(body);
       const ctx = encryptionContext(body, 'EncryptionContext');
-      authorize(k, 'kms:GenerateDataKeyWithoutPlaintext', contextKeys(ctx, undefined));
+      authorize(k, 'kms:GenerateDataKeyWithoutPlaintext', contextKeys(ctx, undefined), c);
       dryRun(body);
       const dataKey = new Uint8Array(randomBytes(n));
       try {
@@ -549,7 +590,7 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       }
     },
 
-    async GenerateRandom(body) {
+    async GenerateRandom(body, c) {
       const n = optInt(body, 'NumberOfBytes', 1, 1024);
       if (n === undefined) throw validation('numberOfBytes', 'Member must not be null');
       if (optString(body, 'CustomKeyStoreId') !== undefined) throw fault('UnsupportedOperationException', 'custom key stores are not supported by the simulator');
@@ -566,6 +607,8 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       'content-type': 'application/x-amz-json-1.1',
       'content-length': Buffer.byteLength(text),
       'x-amzn-requestid': randomUUID(),
+      // The simulator's clock, as AWS sends its own: SDKs correct their clock skew from it.
+      date: now().toUTCString(),
       ...extra,
     });
     res.end(text);
@@ -614,14 +657,21 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       log('- 403 AccessDeniedException host');
       return;
     }
+    let who = '';
     try {
-      if (req.method !== 'POST' || req.url !== '/') throw fault('UnknownOperationException', 'Only POST / is supported', 404);
       const target = req.headers['x-amz-target'];
       const m = typeof target === 'string' ? /^TrentService\.([A-Za-z]{1,64})$/.exec(target) : null;
       const handler = m && Object.hasOwn(ops, m[1]!) ? ops[m[1]!] : undefined;
       op = m?.[1] ?? '-';
       const ct = req.headers['content-type'] ?? '';
+      // The body is part of what is signed, so it is read (bounded) before anything is answered.
       const raw = await readBody(req);
+      const caller = await verifySigV4(
+        { method: req.method ?? '', url: req.url ?? '', headers: req.headersDistinct, body: raw },
+        { region, service: 'kms', now: now(), maxSkewMs: DEFAULT_MAX_SKEW_MS, lookup: (id) => principals.lookup(id) },
+      );
+      who = ` ${caller.principal}`;
+      if (req.method !== 'POST' || req.url !== '/') throw fault('UnknownOperationException', 'Only POST / is supported', 404);
       if (!handler) throw fault('UnknownOperationException', '');
       if (!/^application\/x-amz-json-1\.[01](?:\s*;.*)?$/i.test(ct)) throw fault('SerializationException', 'content-type must be application/x-amz-json-1.1');
       let body: unknown;
@@ -631,9 +681,9 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
         throw fault('SerializationException', 'Start of structure or map found where not expected, or malformed JSON');
       }
       if (typeof body !== 'object' || body === null || Array.isArray(body)) throw fault('SerializationException', 'The request body must be a JSON object');
-      const out = await handler(body as Json);
+      const out = await handler(body as Json, caller);
       send(res, 200, out);
-      log(`${op} 200`);
+      log(`${op} 200${who}`);
     } catch (e) {
       let f: KmsFault;
       if (e instanceof KmsFault) f = e;
@@ -645,7 +695,7 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
       const close = f.status === 413;
       if (!res.headersSent) sendFault(res, f, close);
       if (close) res.on('finish', () => req.socket.destroy());
-      log(`${op} ${f.status} ${f.type}`);
+      log(`${op} ${f.status} ${f.type}${who}`);
     }
   }
 
@@ -669,6 +719,11 @@ export async function startKmsSimulator(options: KmsSimulatorOptions): Promise<K
   return {
     url: `http://${urlHost}:${addr.port}`,
     port: addr.port,
+    get credentials() {
+      return { ...rootCredentials };
+    },
+    credentialsFile: join(options.stateDir, CREDENTIALS_FILE),
+    addPrincipal: (o) => addSimulatorPrincipal(options.stateDir, { ...o, now: o.now ?? now() }),
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -4,13 +4,17 @@
  * in the shared state folder, or a PEM file given explicitly. Only the root certificates are read;
  * the private keys beside them are never loaded here.
  */
-import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { chmod, link, lstat, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ToolkitError } from '../../attestation/errors.js';
+import { createNitroSimCa, exportNitroSimCa } from '../../attestation/sim/nitro.js';
 
 export const SIM_CA_FILE = 'sim-ca.json';
 export const SIM_SNP_FILE = 'sim-snp.json';
+export const SIM_ROOT_PEM = 'sim-root.pem';
+/** As enclave/sim-state.ts: intermediates outlive a CI cache or a developer's week. */
+const INTERMEDIATE_LIFETIME_MS = 5 * 365 * 24 * 3_600_000;
 const MAX_FILE = 1 << 20;
 
 function stateError(message: string, cause?: unknown, reason?: string): ToolkitError {
@@ -94,4 +98,64 @@ export async function readRootsPem(path: string): Promise<Uint8Array[]> {
     out.push(checkRoot(new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64')), path));
   if (out.length === 0) throw stateError(`${path}: no PEM certificate found`);
   return out;
+}
+
+function pem(der: Uint8Array): string {
+  const lines = Buffer.from(der).toString('base64').match(/.{1,64}/g) ?? [];
+  return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
+}
+
+/** Write a new 0600 file atomically at `path`; false when `path` already existed (another writer won). */
+async function publishOnce(path: string, data: string): Promise<boolean> {
+  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await link(tmp, path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw stateError(`cannot write ${path}`, e, 'write');
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/**
+ * The Nitro simulator root of a state folder, creating the simulator CA there first when the folder has
+ * none (`sim kms --trust-simulator` on a fresh folder). The CA is the one a simulated worker would
+ * create on first use (enclave/sim-state.ts: same file, same format, same certificate lifetimes, same
+ * publish-once protocol), so workers opened on this folder later sign with it; if a worker creates it
+ * at the same moment, both end up with the one that was published first. The worker adds the SEV-SNP
+ * chain (sim-snp.json) itself when it first opens the folder.
+ */
+export async function ensureSimulatorRootInState(dir: string, now: Date): Promise<{ rootDer: Uint8Array; created: boolean }> {
+  if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('"dir" expected a non-empty path');
+  if (!(now instanceof Date) || !Number.isFinite(now.getTime())) throw new TypeError('"now" expected a valid Date');
+  const existing = await readSimulatorRootFromState(dir);
+  if (existing !== undefined) return { rootDer: existing, created: false };
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw stateError(`cannot create simulator state folder ${dir}`, e, 'mkdir');
+  }
+  const st = await lstat(dir);
+  if (!st.isDirectory()) throw stateError(`${dir} is not a directory`, undefined, 'not_directory');
+  if ((st.mode & 0o077) !== 0) {
+    if (typeof process.getuid === 'function' && st.uid === process.getuid()) await chmod(dir, 0o700);
+    else throw stateError(`${dir} is accessible to other users`, undefined, 'permissions');
+  }
+  const until = new Date(now.getTime() + INTERMEDIATE_LIFETIME_MS);
+  const ca = await createNitroSimCa({ now, overrides: { regional: { notAfter: until }, zonal: { notAfter: until }, instance: { notAfter: until } } });
+  const json = await exportNitroSimCa(ca);
+  const created = await publishOnce(join(dir, SIM_CA_FILE), JSON.stringify(json, null, 1) + '\n');
+  const rootDer = created ? ca.rootDer : await readSimulatorRootFromState(dir);
+  if (rootDer === undefined) throw stateError(`${join(dir, SIM_CA_FILE)} appeared and vanished`, undefined, 'race');
+  if (created) await publishOnce(join(dir, SIM_ROOT_PEM), pem(rootDer));
+  return { rootDer, created };
 }

@@ -10,12 +10,25 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 export const NOW = new Date('2026-06-01T12:00:00Z');
 
-export function kmsClient(url: string): KMSClient {
+/** Credentials in the AWS SDK's shape (a SimCredentials, or a tampered copy of one). */
+export interface TestCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+/**
+ * An SDK client for a simulator: the root's credentials unless others are given, and the client's
+ * clock set to `now` (the simulators in these tests run on the fixed NOW; SigV4 allows 15 minutes).
+ */
+export function kmsClient(target: { url: string; credentials: TestCredentials }, credentials: TestCredentials = target.credentials, now: Date = NOW): KMSClient {
   return new KMSClient({
     region: 'us-east-1',
-    endpoint: url,
-    credentials: { accessKeyId: 'AKIDSIMULATOR', secretAccessKey: 'simulator' },
+    endpoint: target.url,
+    // A copy: the SDK annotates the credential object it is given.
+    credentials: { accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey, ...(credentials.sessionToken !== undefined ? { sessionToken: credentials.sessionToken } : {}) },
     maxAttempts: 1,
+    systemClockOffset: now.getTime() - Date.now(),
   });
 }
 

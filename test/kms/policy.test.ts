@@ -194,7 +194,7 @@ describe('`enclavekit policy`', () => {
     tmp = tempDir();
     const enclave = await simEnclave();
     sim = await startKmsSimulator({ stateDir: tmp.dir, now: () => NOW, trustSimulator: true, simulatorRoots: [enclave.ca.rootDer] });
-    kms = kmsClient(sim.url);
+    kms = kmsClient(sim);
   });
   afterAll(async () => {
     kms?.destroy();
@@ -232,17 +232,28 @@ describe('`enclavekit policy`', () => {
       'kms:RecipientAttestation:PCR8': '00'.repeat(48),
     });
 
-    const key = (await kms.send(new CreateKeyCommand({ Policy: text }))).KeyMetadata!.KeyId!;
-    expect((await kms.send(new GetKeyPolicyCommand({ KeyId: key }))).Policy).toBe(text);
-    const blob = (await kms.send(new EncryptCommand({ KeyId: key, Plaintext: new TextEncoder().encode('k') }))).CiphertextBlob!;
-    const enclave = await simEnclave();
-    const right = await enclave.document(new Map([[0, good], [8, new Uint8Array(48)]]));
-    const d = await kms.send(new DecryptCommand({ CiphertextBlob: blob, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: right } }));
-    expect(new TextDecoder().decode(openCiphertextForRecipient(d.CiphertextForRecipient!, enclave.privateKey))).toBe('k');
-    const wrongPcr8 = await enclave.document(new Map([[0, good], [8, pcr(1)]]));
-    await expect(kms.send(new DecryptCommand({ CiphertextBlob: blob, Recipient: { AttestationDocument: wrongPcr8 } }))).rejects.toMatchObject({ name: 'AccessDeniedException' });
-    await expect(kms.send(new GenerateDataKeyCommand({ KeyId: key, KeySpec: 'AES_256', Recipient: { AttestationDocument: wrongPcr8 } }))).rejects.toMatchObject({ name: 'AccessDeniedException' });
-    await expect(kms.send(new DecryptCommand({ CiphertextBlob: blob }))).rejects.toMatchObject({ name: 'AccessDeniedException' });
+    // Each principal signs as itself (role sessions), and the simulator evaluates the policy for it.
+    const as = async (arn: string) => kmsClient(sim, await sim.addPrincipal({ principal: arn, session: true }));
+    const [admin, owner, parent] = [await as(ADMIN), await as(OWNER), await as(`arn:aws:iam::${ACCOUNT}:role/enclave-parent`)];
+    try {
+      const key = (await admin.send(new CreateKeyCommand({ Policy: text }))).KeyMetadata!.KeyId!;
+      expect((await admin.send(new GetKeyPolicyCommand({ KeyId: key }))).Policy).toBe(text);
+      // The account root is named nowhere: not even it may read the policy.
+      await expect(kms.send(new GetKeyPolicyCommand({ KeyId: key }))).rejects.toMatchObject({ name: 'AccessDeniedException' });
+      const blob = (await owner.send(new EncryptCommand({ KeyId: key, Plaintext: new TextEncoder().encode('k') }))).CiphertextBlob!;
+      const enclave = await simEnclave();
+      const right = await enclave.document(new Map([[0, good], [8, new Uint8Array(48)]]));
+      const d = await parent.send(new DecryptCommand({ CiphertextBlob: blob, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: right } }));
+      expect(new TextDecoder().decode(openCiphertextForRecipient(d.CiphertextForRecipient!, enclave.privateKey))).toBe('k');
+      // The right document, but signed by the data owner or the admin: not theirs to decrypt.
+      for (const c of [owner, admin]) await expect(c.send(new DecryptCommand({ CiphertextBlob: blob, Recipient: { AttestationDocument: right } }))).rejects.toMatchObject({ name: 'AccessDeniedException' });
+      const wrongPcr8 = await enclave.document(new Map([[0, good], [8, pcr(1)]]));
+      await expect(parent.send(new DecryptCommand({ CiphertextBlob: blob, Recipient: { AttestationDocument: wrongPcr8 } }))).rejects.toMatchObject({ name: 'AccessDeniedException' });
+      await expect(parent.send(new GenerateDataKeyCommand({ KeyId: key, KeySpec: 'AES_256', Recipient: { AttestationDocument: wrongPcr8 } }))).rejects.toMatchObject({ name: 'AccessDeniedException' });
+      await expect(parent.send(new DecryptCommand({ CiphertextBlob: blob }))).rejects.toMatchObject({ name: 'AccessDeniedException' });
+    } finally {
+      for (const c of [admin, owner, parent]) c.destroy();
+    }
   });
 
   it('several values of one PCR (a rolling deploy) become a list: either image decrypts', async () => {

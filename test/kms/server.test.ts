@@ -23,10 +23,12 @@ import {
 import { hostAllowed, startKmsSimulator, type KmsSimulator } from '../../host/kms-sim/server.js';
 import { MASTER_KEY_FILE, STATE_FILE } from '../../host/kms-sim/store.js';
 import { SIM_CA_FILE, readRootsPem } from '../../host/kms-sim/sim-root.js';
-import { exportNitroSimCa } from '../../attestation/sim/nitro.js';
+import { exportNitroSimCa, issueNitroDocument } from '../../attestation/sim/nitro.js';
+import { openSimulatorState } from '../../enclave/sim-state.js';
 import { buildEnclaveKeyPolicy } from '../../host/key-policy.js';
 import { openCiphertextForRecipient } from '../../enclave/cms.js';
 import { NOW, kmsClient, pcr, simEnclave, tempDir, type SimEnclave } from './helpers.js';
+import { sendRaw, signedSend } from './signing.js';
 
 const enc = new TextEncoder();
 let tmp: ReturnType<typeof tempDir>;
@@ -51,7 +53,7 @@ beforeAll(async () => {
   tmp = tempDir();
   enclave = await simEnclave();
   sim = await start();
-  kms = kmsClient(sim.url);
+  kms = kmsClient(sim);
 });
 
 afterAll(async () => {
@@ -148,59 +150,100 @@ describe('KMS simulator: Recipient and a key policy bound to PCR0', () => {
   let keyId: string;
   let blob: Uint8Array;
   const ctx = { dataset: 'sales-2026' };
+  // The policy's three principals, each signing as itself: the role decrypts, the owner encrypts.
+  let admin: KMSClient;
+  let owner: KMSClient;
+  let role: KMSClient;
 
   beforeAll(async () => {
     const policy = buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, GOOD]]), keyAdmin: 'arn:aws:iam::111122223333:role/key-admin', dataOwner: 'arn:aws:iam::111122223333:role/data-owner', role: 'arn:aws:iam::111122223333:role/enclave-parent' });
-    keyId = (await kms.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.KeyId!;
-    blob = (await kms.send(new EncryptCommand({ KeyId: keyId, Plaintext: enc.encode('the data key'), EncryptionContext: ctx }))).CiphertextBlob!;
+    const session = (name: string) => sim.addPrincipal({ principal: `arn:aws:iam::111122223333:role/${name}`, session: true });
+    admin = kmsClient(sim, await session('key-admin'));
+    owner = kmsClient(sim, await session('data-owner'));
+    role = kmsClient(sim, await session('enclave-parent'));
+    keyId = (await admin.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.KeyId!;
+    blob = (await owner.send(new EncryptCommand({ KeyId: keyId, Plaintext: enc.encode('the data key'), EncryptionContext: ctx }))).CiphertextBlob!;
+  });
+
+  afterAll(() => {
+    for (const c of [admin, owner, role]) c?.destroy();
   });
 
   it('releases the key to the right image as CiphertextForRecipient, with no Plaintext', async () => {
     const doc = await enclave.document(new Map([[0, GOOD], [1, pcr(1)], [2, pcr(2)]]));
-    const d = await kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: doc } }));
+    const d = await role.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: doc } }));
     expect(d.Plaintext).toBeUndefined();
     expect(new TextDecoder().decode(openCiphertextForRecipient(d.CiphertextForRecipient!, enclave.privateKey))).toBe('the data key');
 
-    const g = await kms.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: ctx, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: doc } }));
+    const g = await role.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: ctx, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: doc } }));
     expect(g.Plaintext).toBeUndefined();
     const dk = openCiphertextForRecipient(g.CiphertextForRecipient!, enclave.privateKey);
     expect(dk).toHaveLength(32);
-    const again = await kms.send(new DecryptCommand({ CiphertextBlob: g.CiphertextBlob, EncryptionContext: ctx, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: doc } }));
+    const again = await role.send(new DecryptCommand({ CiphertextBlob: g.CiphertextBlob, EncryptionContext: ctx, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: doc } }));
     expect(openCiphertextForRecipient(again.CiphertextForRecipient!, enclave.privateKey)).toEqual(dk);
 
-    const r = await kms.send(new GenerateRandomCommand({ NumberOfBytes: 32, Recipient: { AttestationDocument: doc } }));
+    const r = await role.send(new GenerateRandomCommand({ NumberOfBytes: 32, Recipient: { AttestationDocument: doc } }));
     expect(r.Plaintext).toBeUndefined();
     expect(openCiphertextForRecipient(r.CiphertextForRecipient!, enclave.privateKey)).toHaveLength(32);
   });
 
   it('denies another image, a missing Recipient, a tampered document, and a wrong context', async () => {
     const other = await enclave.document(new Map([[0, OTHER]]));
-    expect(await errorName(kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { AttestationDocument: other } })))).toBe('AccessDeniedException');
-    expect(await errorName(kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx })))).toBe('AccessDeniedException');
-    expect(await errorName(kms.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', Recipient: { AttestationDocument: other } })))).toBe('AccessDeniedException');
+    expect(await errorName(role.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { AttestationDocument: other } })))).toBe('AccessDeniedException');
+    expect(await errorName(role.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx })))).toBe('AccessDeniedException');
+    expect(await errorName(role.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', Recipient: { AttestationDocument: other } })))).toBe('AccessDeniedException');
     // ReEncrypt would launder the key to another key: always denied by the generated policy.
     const mine = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
-    expect(await errorName(kms.send(new ReEncryptCommand({ CiphertextBlob: blob, SourceEncryptionContext: ctx, DestinationKeyId: mine })))).toBe('AccessDeniedException');
+    expect(await errorName(owner.send(new ReEncryptCommand({ CiphertextBlob: blob, SourceEncryptionContext: ctx, DestinationKeyId: mine })))).toBe('AccessDeniedException');
 
     const good = await enclave.document(new Map([[0, GOOD]]));
     // Flip one byte inside the PCR0 value: the signature no longer covers the payload.
     const idx = Buffer.from(good).indexOf(Buffer.from(GOOD));
     const tampered = good.slice();
     tampered[idx + 5]! ^= 0x01;
-    expect(await errorName(kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { AttestationDocument: tampered } })))).toBe('ValidationException');
-    expect(await errorName(kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: { dataset: 'other' }, Recipient: { AttestationDocument: good } })))).toBe('InvalidCiphertextException');
-    expect(await errorName(kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_1' as 'RSAES_OAEP_SHA_256', AttestationDocument: good } })))).toBe('ValidationException');
+    expect(await errorName(role.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { AttestationDocument: tampered } })))).toBe('ValidationException');
+    expect(await errorName(role.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: { dataset: 'other' }, Recipient: { AttestationDocument: good } })))).toBe('InvalidCiphertextException');
+    expect(await errorName(role.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_1' as 'RSAES_OAEP_SHA_256', AttestationDocument: good } })))).toBe('ValidationException');
     const noKey = await enclave.document(new Map([[0, GOOD]]), null);
-    expect(await errorName(kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { AttestationDocument: noKey } })))).toBe('ValidationException');
+    expect(await errorName(role.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: ctx, Recipient: { AttestationDocument: noKey } })))).toBe('ValidationException');
+  });
+
+  it('--trust-simulator on a fresh state folder creates the simulator CA there, the one a simulated worker then uses', async () => {
+    const t = tempDir();
+    try {
+      const s = await startKmsSimulator({ stateDir: t.dir, now: () => NOW, trustSimulator: true });
+      await s.close();
+      expect(statSync(join(t.dir, SIM_CA_FILE)).mode & 0o777).toBe(0o600);
+      expect(statSync(t.dir).mode & 0o777).toBe(0o700);
+      const state = await openSimulatorState(t.dir, { now: NOW });
+      expect(state.created).toBe(false);
+      expect((await readRootsPem(join(t.dir, 'sim-root.pem')))[0]).toEqual(state.nitroRootDer);
+      // The intermediates get the worker's 5-year lifetime, not createNitroSimCa's days.
+      expect(new Date(new X509Certificate(state.nitroCa.bundle[3]!).validTo).getTime()).toBeGreaterThan(NOW.getTime() + 4 * 365 * 86_400_000);
+      // A worker's document from that folder is accepted by a simulator trusting it.
+      const again = await startKmsSimulator({ stateDir: t.dir, now: () => NOW, trustSimulator: true });
+      const c = kmsClient(again);
+      try {
+        const k = (await c.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+        const b = (await c.send(new EncryptCommand({ KeyId: k, Plaintext: enc.encode('fresh') }))).CiphertextBlob!;
+        const doc = await issueNitroDocument(state.nitroCa, { moduleId: 'i-0123456789abcdef0-enc0123456789abcdef', timestamp: NOW, pcrs: new Map([[0, GOOD]]), publicKey: enclave.spki });
+        const d = await c.send(new DecryptCommand({ CiphertextBlob: b, Recipient: { AttestationDocument: doc } }));
+        expect(new TextDecoder().decode(openCiphertextForRecipient(d.CiphertextForRecipient!, enclave.privateKey))).toBe('fresh');
+      } finally {
+        c.destroy();
+        await again.close();
+      }
+    } finally {
+      t.cleanup();
+    }
   });
 
   it('--trust-simulator takes the root from <state>/sim-ca.json, or from a PEM file', async () => {
     const t = tempDir();
     try {
-      await expect(startKmsSimulator({ stateDir: t.dir, trustSimulator: true })).rejects.toMatchObject({ code: 'ERR_SIMULATOR_STATE' });
       writeFileSync(join(t.dir, SIM_CA_FILE), JSON.stringify(await exportNitroSimCa(enclave.ca)), { mode: 0o600 });
       const s = await startKmsSimulator({ stateDir: t.dir, now: () => NOW, trustSimulator: true });
-      const c = kmsClient(s.url);
+      const c = kmsClient(s);
       try {
         const k = (await c.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
         const b = (await c.send(new EncryptCommand({ KeyId: k, Plaintext: enc.encode('from state') }))).CiphertextBlob!;
@@ -226,7 +269,7 @@ describe('KMS simulator: Recipient and a key policy bound to PCR0', () => {
   it('a simulator document is refused when the simulator root is not trusted', async () => {
     const t = tempDir();
     const strict = await startKmsSimulator({ stateDir: t.dir, now: () => NOW });
-    const c = kmsClient(strict.url);
+    const c = kmsClient(strict);
     try {
       const k = (await c.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
       const b = (await c.send(new EncryptCommand({ KeyId: k, Plaintext: enc.encode('x') }))).CiphertextBlob!;
@@ -246,7 +289,7 @@ describe('KMS simulator: real AWS documents go through the real verifier', () =>
     const t = tempDir();
     const at = new Date('2022-10-13T08:58:02Z');
     const s = await startKmsSimulator({ stateDir: t.dir, now: () => at });
-    const c = kmsClient(s.url);
+    const c = kmsClient(s, s.credentials, at);
     try {
       const k = (await c.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
       const b = (await c.send(new EncryptCommand({ KeyId: k, Plaintext: enc.encode('x') }))).CiphertextBlob!;
@@ -262,7 +305,7 @@ describe('KMS simulator: real AWS documents go through the real verifier', () =>
       });
       // The same production document at today's date: its leaf has long expired.
       const late = await startKmsSimulator({ stateDir: t.dir, now: () => NOW });
-      const c2 = kmsClient(late.url);
+      const c2 = kmsClient(late);
       try {
         await expect(c2.send(new DecryptCommand({ CiphertextBlob: b, Recipient: { AttestationDocument: prod } }))).rejects.toMatchObject({
           name: 'ValidationException',
@@ -284,7 +327,7 @@ describe('KMS simulator: state, concurrency, bad input', () => {
   it('keys survive a restart; the master key is 0600 and key material is not on disk in clear', async () => {
     const t = tempDir();
     let s = await start(t.dir);
-    let c = kmsClient(s.url);
+    let c = kmsClient(s);
     const k = (await c.send(new CreateKeyCommand({}))).KeyMetadata!;
     await c.send(new CreateAliasCommand({ AliasName: 'alias/persist', TargetKeyId: k.KeyId }));
     const g = await c.send(new GenerateDataKeyCommand({ KeyId: 'alias/persist', KeySpec: 'AES_256' }));
@@ -293,7 +336,7 @@ describe('KMS simulator: state, concurrency, bad input', () => {
     expect(statSync(join(t.dir, MASTER_KEY_FILE)).mode & 0o777).toBe(0o600);
     expect(statSync(join(t.dir, STATE_FILE)).mode & 0o777).toBe(0o600);
     s = await start(t.dir);
-    c = kmsClient(s.url);
+    c = kmsClient(s);
     try {
       const d = await c.send(new DecryptCommand({ CiphertextBlob: g.CiphertextBlob, KeyId: 'alias/persist' }));
       expect(d.Plaintext).toEqual(g.Plaintext);
@@ -307,7 +350,7 @@ describe('KMS simulator: state, concurrency, bad input', () => {
   it('concurrent CreateKey / CreateAlias / Encrypt requests are all applied and persisted', async () => {
     const t = tempDir();
     const s = await start(t.dir);
-    const c = kmsClient(s.url);
+    const c = kmsClient(s);
     try {
       const N = 24;
       const ids = await Promise.all(Array.from({ length: N }, async (_, i) => {
@@ -320,7 +363,7 @@ describe('KMS simulator: state, concurrency, bad input', () => {
       expect(dup.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
       await s.close();
       const s2 = await start(t.dir);
-      const c2 = kmsClient(s2.url);
+      const c2 = kmsClient(s2);
       try {
         const keys = await c2.send(new ListKeysCommand({ Limit: 1000 }));
         expect(new Set(keys.Keys!.map((k) => k.KeyId))).toEqual(new Set(ids));
@@ -340,17 +383,10 @@ describe('KMS simulator: state, concurrency, bad input', () => {
     }
   });
 
-  function raw(body: string | Buffer, headers: Record<string, string>, method = 'POST'): Promise<{ status: number; json: { __type?: string } }> {
-    const u = new URL(sim.url);
-    return new Promise((resolve, reject) => {
-      const r = request({ host: u.hostname, port: u.port, method, path: '/', headers, timeout: 5000 }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(Buffer.concat(chunks).toString() || '{}') }));
-      });
-      r.on('error', reject);
-      r.end(body);
-    });
+  /** A request signed (SigV4) by the account root, with exactly these headers and body. */
+  async function raw(body: string | Buffer, headers: Record<string, string>, method = 'POST'): Promise<{ status: number; json: { __type?: string } }> {
+    const host = new URL(sim.url).host;
+    return signedSend(sim.url, { method, path: '/', headers: { host, 'content-length': String(Buffer.byteLength(body)), ...headers }, body }, sim.credentials);
   }
   const H = (op: string): Record<string, string> => ({ 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `TrentService.${op}` });
 
@@ -384,8 +420,9 @@ describe('KMS simulator: state, concurrency, bad input', () => {
       const r = await raw(body, headers);
       expect({ body: String(body), type: r.json.__type, status: r.status }).toEqual({ body: String(body), type, status });
     }
-    const big = await raw(Buffer.alloc(1024 * 1024 + 10, 0x20), H('ListKeys'));
-    expect(big).toEqual({ status: 413, json: expect.objectContaining({ __type: 'SerializationException' }) });
+    // Refused on its declared length, before the body is read (so before it could be authenticated).
+    const big = await sendRaw(sim.url, { method: 'POST', path: '/', headers: { host: new URL(sim.url).host, ...H('ListKeys') }, body: Buffer.alloc(1024 * 1024 + 10, 0x20) });
+    expect(big).toMatchObject({ status: 413, json: { __type: 'SerializationException' } });
     // Chunked (no content-length): the bound is enforced while reading.
     const chunked = await new Promise<number>((resolve, reject) => {
       const u = new URL(sim.url);
@@ -412,6 +449,9 @@ describe('KMS simulator: state, concurrency, bad input', () => {
     expect([413, -1]).toContain(chunked);
     const get = await raw('', {}, 'GET');
     expect(get.json.__type).toBe('UnknownOperationException');
+    // Unsigned, the same requests are refused before anything else is looked at.
+    const unsigned = await sendRaw(sim.url, { method: 'POST', path: '/', headers: { host: new URL(sim.url).host, ...H('DeleteEverything') }, body: '{}' });
+    expect(unsigned.json.__type).toBe('MissingAuthenticationTokenException');
     expect((await kms.send(new ListKeysCommand({}))).Keys!.length).toBeGreaterThan(0);
   });
 
@@ -436,8 +476,11 @@ describe('KMS simulator: state, concurrency, bad input', () => {
     expect([none.status, none.json.__type]).toEqual([403, 'AccessDeniedException']);
     // No key was created by any of them; the same request with the right Host works.
     expect((await kms.send(new ListKeysCommand({ Limit: 1000 }))).Keys!.length).toBe(before);
-    expect((await send({}, true)).status).toBe(200);
-    expect((await send({ host: `LocalHost:${sim.port}` }, false)).status).toBe(200);
+    const signed = (host: string) => signedSend(sim.url, { method: 'POST', path: '/', headers: { ...H('CreateKey'), host, 'content-length': '2' }, body: '{}' }, sim.credentials);
+    expect((await signed(`127.0.0.1:${sim.port}`)).status).toBe(200);
+    expect((await signed(`LocalHost:${sim.port}`)).status).toBe(200);
+    // A signature does not make a foreign Host acceptable.
+    expect((await signed(`evil.example:${sim.port}`)).status).toBe(403);
   });
 
   it('hostAllowed: loopback names and the configured host with the bound port; IP literals too when bound to a wildcard', () => {
@@ -479,15 +522,8 @@ describe('KMS simulator: state, concurrency, bad input', () => {
     const t = tempDir();
     const s2 = await startKmsSimulator({ stateDir: t.dir, now: () => NOW, allowHosts: ['KMS.us-east-1.amazonaws.com'] });
     try {
-      const status = (host: string) =>
-        new Promise<number>((resolve, reject) => {
-          const r = request({ host: '127.0.0.1', port: s2.port, method: 'POST', path: '/', setHost: false, headers: { ...H('ListKeys'), host }, timeout: 5000 }, (res) => {
-            res.resume();
-            resolve(res.statusCode!);
-          });
-          r.on('error', reject);
-          r.end('{}');
-        });
+      const status = async (host: string) =>
+        (await signedSend(s2.url, { method: 'POST', path: '/', headers: { ...H('ListKeys'), host, 'content-length': '2' }, body: '{}' }, s2.credentials)).status;
       expect(await status('kms.us-east-1.amazonaws.com')).toBe(200);
       expect(await status('kms.eu-west-1.amazonaws.com')).toBe(403);
     } finally {
