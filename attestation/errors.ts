@@ -19,6 +19,12 @@ export type ToolkitErrorCode =
   | 'ERR_SNP_BINDING_INVALID'
   | 'ERR_SNP_CERT_TABLE_INVALID'
   | 'ERR_SNP_VCEK_FETCH'
+  // reference values: EIF images and ramdisks, SEV-SNP launch digests
+  | 'ERR_EIF_INVALID'
+  | 'ERR_EIF_CRC'
+  | 'ERR_EIF_SIGNATURE_INVALID'
+  | 'ERR_IMAGE_INVALID'
+  | 'ERR_SNP_MEASURE'
   // evidence: both
   | 'ERR_EVIDENCE_FORMAT'
   | 'ERR_CERT_INVALID'

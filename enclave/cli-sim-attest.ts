@@ -41,6 +41,10 @@ Simulator evidence verifies only where that root is trusted explicitly; it says 
   --nonce HEX            nonce (up to 512 bytes)
   --user-data HEX        user data (up to 512 bytes)
   --measurement HEX      SEV-SNP MEASUREMENT (48 bytes) instead of the one derived from the image
+  --json                 print one JSON object: {"ok":true,"out","bytes","platform","pcr0"|"measurement"}
+                         or {"ok":false,"code","message","exit"}
+
+Exit status: 0 written, 2 usage error or unusable state folder.
 `;
 
 const EXIT_OK = 0;
@@ -101,11 +105,19 @@ function parse(argv: string[]) {
         nonce: { type: 'string' },
         'user-data': { type: 'string' },
         measurement: { type: 'string' },
+        json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    // Node's parser text in our words, as the host CLI's io.ts says it.
+    const err = e as { code?: string; message?: string };
+    const quoted = /'([^']*)'/.exec(String(err.message))?.[1];
+    const msg =
+      err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? `unknown option ${quoted}`
+      : err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /argument missing/.test(String(err.message)) ? `${quoted?.split(' ')[0]} needs a value`
+      : String(err.message);
+    throw new UsageError(`${msg}; see enclavekit sim attest --help`);
   }
 }
 
@@ -146,13 +158,16 @@ export async function run(argv: string[], io: SimAttestIO): Promise<number> {
 
   let evidence: Uint8Array;
   const summary: string[] = [];
+  /** What --json reports beside the file: PCR0 (Nitro) or MEASUREMENT (SEV-SNP), hex. */
+  let measured: { pcr0: string } | { measurement: string };
   if (platform === 'nitro') {
     const instanceId = values['instance-id'] ?? SIM_DEFAULT_INSTANCE_ID;
     const pcrs = simBootPcrs({ imageId, instanceId });
     for (const [i, v] of pcrOverrides) pcrs.set(i, v);
     const moduleId = `${instanceId}-enc${randomBytes(8).toString('hex')}`;
     evidence = await issueNitroDocument(state.nitroCa, { moduleId, timestamp: now, pcrs, publicKey, userData: userData ?? null, nonce: nonce ?? null });
-    summary.push(`PCR0 ${toHex(pcrs.get(0)!)}`);
+    measured = { pcr0: toHex(pcrs.get(0)!) };
+    summary.push(`PCR0 ${measured.pcr0}`);
   } else {
     const measurement = explicitMeasurement ?? simSnpMeasurement(imageId);
     const report = await issueSnpReport(state.snpChain, {
@@ -162,10 +177,15 @@ export async function run(argv: string[], io: SimAttestIO): Promise<number> {
     });
     const c = state.snpChain;
     evidence = concatBytes(report, buildSnpCertTable({ vcek: c.vcek.der, ask: c.ask.der, ark: c.ark.der }));
-    summary.push(`MEASUREMENT ${toHex(measurement)}`);
+    measured = { measurement: toHex(measurement) };
+    summary.push(`MEASUREMENT ${measured.measurement}`);
   }
   await writeFile(values.out, evidence);
-  io.stdout.write(`wrote ${values.out} (${evidence.length} bytes, ${platform}, platform: simulator)\n${summary.join('\n')}\n`);
+  if (values.json)
+    io.stdout.write(
+      JSON.stringify({ ok: true, out: values.out, bytes: evidence.length, format: platform, platform: 'simulator', ...measured }) + '\n',
+    );
+  else io.stdout.write(`wrote ${values.out} (${evidence.length} bytes, ${platform}, platform: simulator)\n${summary.join('\n')}\n`);
   return EXIT_OK;
 }
 
@@ -177,22 +197,21 @@ export async function main(
   argv: string[],
   io: SimAttestIO = { stdout: process.stdout, stderr: process.stderr, now: () => new Date() },
 ): Promise<number> {
+  // Every failure here is a usage or state-folder error (exit 2; host/cli/exit.ts maps
+  // ERR_SIMULATOR_STATE the same way); with --json it is also one {"ok":false,...} object on stdout.
+  const fail = (code: string, message: string): number => {
+    if (argv.includes('--json')) io.stdout.write(JSON.stringify({ ok: false, code, message, exit: EXIT_USAGE }) + '\n');
+    io.stderr.write(`enclavekit sim: ${message}\n`);
+    return EXIT_USAGE;
+  };
   try {
     return await run(argv, io);
   } catch (e) {
-    if (e instanceof UsageError) {
-      io.stderr.write(`enclavekit sim: ${e.message}\n`);
-      return EXIT_USAGE;
-    }
-    if (isToolkitError(e)) {
-      io.stderr.write(`enclavekit sim: ${e.code}: ${e.message}\n`);
-      return EXIT_USAGE;
-    }
+    if (e instanceof UsageError) return fail('ERR_USAGE', e.message);
+    if (isToolkitError(e)) return fail(e.code, `${e.code}: ${e.message}`);
     const err = e as NodeJS.ErrnoException;
-    if (typeof err?.code === 'string' && typeof err?.syscall === 'string') {
-      io.stderr.write(`enclavekit sim: ${err.code}: ${err.message}\n`);
-      return EXIT_USAGE;
-    }
+    if (typeof err?.code === 'string' && typeof err?.syscall === 'string')
+      return fail('ERR_INPUT', typeof err.path === 'string' ? `${err.code === 'ENOENT' ? 'no such file or folder' : `cannot access (${err.code})`}: ${err.path}` : `${err.syscall} failed (${err.code})`);
     throw e;
   }
 }

@@ -4,8 +4,12 @@
  *
  *   enclavekit enclave --listen vsock:ANY:PORT|unix:PATH [--platform nitro|sev-snp|simulator]
  *     [--sim-state DIR] [--sim-evidence nitro|sev-snp] [--image-id HEX | --image FILE...]
- *     [--kms vsock:3:8000|unix:PATH|tcp:HOST:PORT] [--kms-endpoint URL] [--region R]
+ *     [--kms vsock:3:8000|unix:PATH|tcp:HOST:PORT] [--kms-endpoint URL] [--region R] [--fips]
  *     [--require-dp] [--max-frame BYTES]
+ *
+ * AWS credentials come from the host, per session, in a `credentials` message (enclave/server.ts):
+ * an enclave has no environment and no instance metadata service of its own. The worker reads no
+ * AWS_* credential variable and runs no credential provider chain.
  *
  * stderr carries one-line logs (no plaintext, key or ciphertext); the line `listening on ...` says
  * the worker accepts connections.
@@ -16,10 +20,11 @@ import type { Duplex } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ToolkitError } from '../attestation/errors.js';
-import { fromHex } from '../attestation/bytes.js';
+import { fromHex, toHex } from '../attestation/bytes.js';
 import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME } from './protocol/index.js';
 import { generateRecipientKeyPair } from './keys.js';
 import { EnclaveKms } from './kms-client.js';
+import { kmsEndpointUrl } from './protocol/kms-endpoint.js';
 import { Worker, pickFieldDecryptor } from './worker.js';
 import { listenSessions, serveSession, type ListenEndpoint } from './server.js';
 import type { Platform } from './platform/types.js';
@@ -36,8 +41,14 @@ aggregates, and returns only attested aggregates.
   --image-id HEX           48-byte simulated image id (PCR0/1/2 derive from it)
   --image FILE             worker bundle file(s) whose digest is the simulated image id (repeatable)
   --kms EP                 stream to the host's KMS proxy: vsock:3:8000 (default), unix:PATH, tcp:HOST:PORT
-  --kms-endpoint URL       KMS endpoint (default https://kms.REGION.amazonaws.com)
+  --kms-endpoint URL       KMS endpoint (default https://kms.REGION.amazonaws.com, or
+                           https://kms-fips.REGION.amazonaws.com with --fips)
   --region R               AWS region (default us-east-1)
+  --fips                   use KMS's FIPS endpoint (also AWS_USE_FIPS_ENDPOINT=true)
+
+AWS credentials are not flags: the host sends the parent role's short-lived credentials after its
+hello (a credentials message), per session. A job that arrives without them is refused before KMS
+is asked (ERR_KMS_REQUEST, reason no_credentials), on every platform, the simulator's included.
   --require-dp             answer only differentially private queries, even where the owner's
                            sealed release policy allows exact ones (the shipped image sets it)
   --max-frame BYTES        largest frame accepted (default ${DEFAULT_MAX_FRAME})
@@ -134,6 +145,21 @@ async function makePlatform(values: Record<string, string | string[] | boolean |
   throw new WorkerUsage('--sim-evidence must be nitro or sev-snp');
 }
 
+/**
+ * `image PCR0 <hex>` (Nitro evidence) or `image MEASUREMENT <hex>` (SEV-SNP), logged at start so an
+ * operator can write the key policy for this image; undefined when the platform cannot say.
+ */
+async function imageMeasurement(platform: Platform): Promise<string | undefined> {
+  try {
+    if (platform.evidenceFormat === 'nitro') return `image PCR0 ${toHex((await platform.describePcr(0)).value)} (platform ${platform.kind})`;
+    // An SNP report's MEASUREMENT is at 0x90..0xC0 (attestation/sevsnp/abi.ts).
+    const report = await platform.attest({});
+    return report.length >= 0xc0 ? `image MEASUREMENT ${toHex(report.subarray(0x90, 0xc0))} (platform ${platform.kind})` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const log = (line: string) => process.stderr.write(`enclave: ${line}\n`);
   let values;
@@ -152,6 +178,7 @@ export async function main(argv: string[]): Promise<number> {
         kms: { type: 'string' },
         'kms-endpoint': { type: 'string' },
         region: { type: 'string' },
+        fips: { type: 'boolean' },
         'require-dp': { type: 'boolean' },
         'max-frame': { type: 'string' },
         'kms-timeout': { type: 'string' },
@@ -175,18 +202,35 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isSafeInteger(maxFrame) || maxFrame < MIN_MAX_FRAME || maxFrame > 0xffffffff)
       throw new WorkerUsage(`--max-frame must be an integer from ${MIN_MAX_FRAME}`);
     const region = values.region ?? 'us-east-1';
+    // AWS_USE_FIPS_ENDPOINT is the SDKs' own setting (an image can set it without changing its
+    // command); it applies to the default endpoint only.
+    if (values['kms-endpoint'] !== undefined && values.fips === true) throw new WorkerUsage('give --kms-endpoint or --fips, not both');
+    const fips = values['kms-endpoint'] === undefined && (values.fips === true || /^true$/i.test(process.env.AWS_USE_FIPS_ENDPOINT ?? ''));
+    if (values['kms-endpoint'] === undefined) {
+      try {
+        kmsEndpointUrl(region, { fips });
+      } catch (e) {
+        throw new WorkerUsage(`--region: ${(e as Error).message}`);
+      }
+    }
     const kmsTimeout = values['kms-timeout'] === undefined ? undefined : Number(values['kms-timeout']);
     if (kmsTimeout !== undefined && (!Number.isSafeInteger(kmsTimeout) || kmsTimeout < 100 || kmsTimeout > 600_000))
       throw new WorkerUsage('--kms-timeout must be an integer from 100 to 600000 (ms)');
     const platform = await makePlatform(values);
+    // What this image attests as: the value a key policy and `run --expect-pcr` need.
+    const measured = await imageMeasurement(platform);
+    if (measured !== undefined) log(measured);
     const keyPair = await generateRecipientKeyPair();
     const kms = new EnclaveKms({
       platform,
       keyPair,
       region,
       ...(values['kms-endpoint'] ? { endpoint: values['kms-endpoint'] } : {}),
+      fips,
       // Plain http only to the loopback simulator; on nitro / sev-snp the KMS endpoint must be TLS.
       ...(platform.kind === 'simulator' ? { allowPlainHttp: true } : {}),
+      // Only the host's credentials sign: the KMS simulator checks SigV4 like AWS, so no placeholder.
+      simulatorPlaceholderCredentials: false,
       connect: kmsConnector(kmsEp),
       ...(kmsTimeout !== undefined ? { requestTimeoutMs: kmsTimeout, connectTimeoutMs: Math.min(kmsTimeout, 5000) } : {}),
     });
@@ -194,13 +238,14 @@ export async function main(argv: string[]): Promise<number> {
     const worker = new Worker({
       platform,
       keyPair,
-      loadKeys: (refs) => kms.loadKeys(refs),
+      // Each job signs with its session's credentials (the latest the host sent).
+      loadKeys: (refs, credentials) => kms.loadKeys(refs, { credentials }),
       decryptor,
       log,
       requireDp: values['require-dp'] === true,
     });
     const server = await listenSessions(listen, (stream) => serveSession(stream, worker.handler(), { maxFrame }), { log });
-    log(`listening on ${values.listen} (platform ${platform.kind}, evidence ${platform.evidenceFormat})`);
+    log(`listening on ${values.listen} (platform ${platform.kind}, evidence ${platform.evidenceFormat}, KMS ${kms.endpoint})`);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once('SIGTERM', stop);

@@ -12,11 +12,17 @@
  * carries `Plaintext` despite the Recipient is refused: it means something between us and KMS (or a
  * misconfigured endpoint) saw the data key.
  *
- * Credentials: pass `credentials`; otherwise the SDK's default provider chain is used (inside a
- * Nitro enclave that is in practice the environment variables AWS_ACCESS_KEY_ID /
- * AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN handed in by the host, since IMDS is not reachable).
- * For a plain-http endpoint (the loopback KMS simulator, which ignores SigV4) dummy credentials are
- * used when none are given.
+ * Credentials: an enclave has no environment of its own (`nitro-cli run-enclave` passes none) and no
+ * route to the instance metadata service, so the host hands in the parent role's short-lived
+ * credentials in a `credentials` message (enclave/server.ts) and each call gets them: `credentials`
+ * per call (`loadKeys(refs, { credentials })`) or for the client, as a value or a provider function
+ * read at each call. There is no implicit fallback to the SDK's default chain. Before anything is
+ * sent, missing credentials fail with `ERR_KMS_REQUEST` / `no_credentials` and expired ones with
+ * `ERR_KMS_REQUEST` / `credentials_expired`. The SDK signs each request with them (SigV4); every call
+ * uses a client of its own, so one session's credentials never sign another's request.
+ * Tests against a fake KMS that checks no signature may set `simulatorPlaceholderCredentials` (with
+ * a plain-http endpoint and `allowPlainHttp` only): fixed placeholder credentials then sign a call
+ * that has none. The worker never sets it: the KMS simulator checks SigV4 like AWS.
  *
  * Plain http is refused unless `allowPlainHttp` is set, and that option is refused on a platform whose
  * kind is known and is not `simulator`: the host carries the KMS traffic, so over plain http it can
@@ -36,6 +42,7 @@ import { openCiphertextForRecipient } from './cms.js';
 import { DataKeyCache, type RecipientKeyPair } from './keys.js';
 import type { Platform } from './platform/types.js';
 import type { KeyManifest } from './protocol/manifest.js';
+import { kmsEndpointUrl } from './protocol/kms-endpoint.js';
 
 type KmsModule = typeof import('@aws-sdk/client-kms');
 let kmsModule: Promise<KmsModule> | undefined;
@@ -60,6 +67,31 @@ export interface KmsKeyReference {
   encryptionContext?: Record<string, string>;
 }
 
+/** AWS credentials as the SDK takes them; `expiration` is checked before any request. */
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  expiration?: Date;
+}
+
+/** Credentials as a value, or a function read at each call (undefined: none yet). */
+export type CredentialSource = AwsCredentials | (() => AwsCredentials | undefined | Promise<AwsCredentials | undefined>);
+
+/** Fixed placeholder credentials for a KMS simulator that checks no signature. */
+export const SIMULATOR_PLACEHOLDER_CREDENTIALS: Readonly<AwsCredentials> = Object.freeze({
+  accessKeyId: 'enclavekit-simulator',
+  secretAccessKey: 'enclavekit-simulator',
+});
+
+/** Credentials expiring within this margin are treated as expired (a request takes time to arrive). */
+export const CREDENTIALS_EXPIRY_MARGIN_MS = 10_000;
+
+export interface KmsCallOptions {
+  /** Credentials for this call (a session's, handed in by the host); else the client's. */
+  credentials?: CredentialSource;
+}
+
 export interface EnclaveKmsOptions {
   /** `kind`, when present, gates `allowPlainHttp` (only `simulator` may use it). */
   platform: Pick<Platform, 'attest'> & Partial<Pick<Platform, 'kind'>>;
@@ -77,7 +109,17 @@ export interface EnclaveKmsOptions {
   connect: () => Promise<Duplex>;
   /** TLS settings for https endpoints: extra CA (tests, private KMS), SNI override. */
   tls?: { ca?: string | Buffer | (string | Buffer)[]; servername?: string };
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Credentials for every call that brings none of its own: a value, or a provider read at each call. */
+  credentials?: CredentialSource;
+  /**
+   * With an `http:` endpoint and `allowPlainHttp` only: sign with fixed placeholder credentials when a
+   * call has none, for a fake KMS that checks no SigV4. Default false: no credentials, no request.
+   */
+  simulatorPlaceholderCredentials?: boolean;
+  /** Use the FIPS endpoint `https://kms-fips.REGION...` when no `endpoint` is given. */
+  fips?: boolean;
+  /** Wall clock for the credentials' expiry check and the SigV4 signing time (default: now). */
+  clock?: () => Date;
   connectTimeoutMs?: number;
   /** Bound on one whole Decrypt call (all SDK retries included). */
   requestTimeoutMs?: number;
@@ -222,6 +264,18 @@ function checkRef(r: unknown): KmsKeyReference {
   return k;
 }
 
+/** Shape check of credentials from a caller (TypeError: misuse). Never echoes a value. */
+function checkCredentials(c: unknown): asserts c is AwsCredentials {
+  const x = c as Partial<AwsCredentials> | null;
+  if (typeof x !== 'object' || x === null) throw new TypeError('credentials expected { accessKeyId, secretAccessKey, sessionToken?, expiration? }');
+  if (typeof x.accessKeyId !== 'string' || x.accessKeyId.length === 0) throw new TypeError('credentials.accessKeyId expected a non-empty string');
+  if (typeof x.secretAccessKey !== 'string' || x.secretAccessKey.length === 0) throw new TypeError('credentials.secretAccessKey expected a non-empty string');
+  if (x.sessionToken !== undefined && (typeof x.sessionToken !== 'string' || x.sessionToken.length === 0))
+    throw new TypeError('credentials.sessionToken expected a non-empty string');
+  if (x.expiration !== undefined && !(x.expiration instanceof Date && Number.isFinite(x.expiration.getTime())))
+    throw new TypeError('credentials.expiration expected a valid Date');
+}
+
 /** The key references of a validated manifest (base64 blobs decoded), in manifest order. */
 export function keyReferencesFromManifest(manifest: KeyManifest): KmsKeyReference[] {
   return Object.entries(manifest.keys).map(([ref, k]) => ({
@@ -234,11 +288,12 @@ export function keyReferencesFromManifest(manifest: KeyManifest): KmsKeyReferenc
 
 export class EnclaveKms {
   readonly #o: EnclaveKmsOptions;
-  readonly #agents: { httpAgent: http.Agent; httpsAgent: https.Agent };
   readonly #random: (n: number) => Uint8Array;
   readonly #connectTimeout: number;
   readonly #requestTimeout: number;
-  #client: Promise<import('@aws-sdk/client-kms').KMSClient> | undefined;
+  readonly #endpoint: string;
+  /** Clients of calls in flight (each call has its own), destroyed by close(). */
+  readonly #live = new Set<{ destroy(): void }>();
   #closed = false;
 
   constructor(options: EnclaveKmsOptions) {
@@ -257,40 +312,104 @@ export class EnclaveKms {
           );
       }
     }
+    if (options.credentials !== undefined && typeof options.credentials !== 'function') checkCredentials(options.credentials);
     this.#o = options;
+    this.#endpoint = options.endpoint ?? (() => {
+      try {
+        return kmsEndpointUrl(options.region, { fips: options.fips === true });
+      } catch (e) {
+        throw new ToolkitError('ERR_CONFIG_INVALID', (e as Error).message, { reason: 'region' });
+      }
+    })();
     this.#connectTimeout = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#random = options.randomBytes ?? ((n) => new Uint8Array(nodeRandomBytes(n)));
-    this.#agents = makeAgents({ connect: options.connect, timeoutMs: this.#connectTimeout, tls: options.tls });
   }
 
   get endpoint(): string {
-    return this.#o.endpoint ?? `https://kms.${this.#o.region}.amazonaws.com`;
+    return this.#endpoint;
   }
 
-  #clientPromise(): Promise<import('@aws-sdk/client-kms').KMSClient> {
-    return (this.#client ??= loadKms().then(({ KMSClient }) => {
-      const plain = new URL(this.endpoint).protocol === 'http:';
-      const credentials =
-        this.#o.credentials ?? (plain ? { accessKeyId: 'enclavekit-simulator', secretAccessKey: 'enclavekit-simulator' } : undefined);
-      return new KMSClient({
-        region: this.#o.region,
-        endpoint: this.endpoint,
-        ...(credentials ? { credentials } : {}),
-        maxAttempts: this.#o.maxAttempts ?? 3,
-        // Timeouts are ours (dial and one deadline per call), so the handler's own are left unset:
-        // two timers racing would make the error depend on which fired first.
-        requestHandler: { ...this.#agents },
-      });
-    }));
+  /**
+   * The credentials one call signs with: the call's, else the client's, else (simulator only) the
+   * placeholder. Checked before anything is attested or sent.
+   */
+  async #credentialsFor(call: KmsCallOptions | undefined): Promise<AwsCredentials> {
+    const source = call?.credentials ?? this.#o.credentials;
+    let c: AwsCredentials | undefined;
+    if (typeof source === 'function') {
+      try {
+        c = await source();
+      } catch (e) {
+        throw kmsError('ERR_KMS_REQUEST', 'the AWS credentials could not be read', 'no_credentials', e);
+      }
+    } else c = source;
+    if (c === undefined) {
+      const plain = new URL(this.#endpoint).protocol === 'http:';
+      if (plain && this.#o.allowPlainHttp === true && this.#o.simulatorPlaceholderCredentials === true) return SIMULATOR_PLACEHOLDER_CREDENTIALS;
+      throw kmsError(
+        'ERR_KMS_REQUEST',
+        'no AWS credentials to sign KMS requests with: the host must send the parent role\'s credentials (a credentials message) before job_start',
+        'no_credentials',
+      );
+    }
+    checkCredentials(c);
+    if (c.expiration !== undefined) {
+      const now = (this.#o.clock ?? (() => new Date()))().getTime();
+      if (c.expiration.getTime() - CREDENTIALS_EXPIRY_MARGIN_MS <= now)
+        throw kmsError(
+          'ERR_KMS_REQUEST',
+          `the AWS credentials the host handed in expired at ${c.expiration.toISOString()}: the host must send fresh ones (a credentials message) before KMS can be asked`,
+          'credentials_expired',
+        );
+    }
+    return c;
+  }
+
+  /** A client signing with `credentials`, over fresh agents; the caller destroys it. */
+  async #client(credentials: AwsCredentials): Promise<import('@aws-sdk/client-kms').KMSClient> {
+    const { KMSClient } = await loadKms();
+    const agents = makeAgents({ connect: this.#o.connect, timeoutMs: this.#connectTimeout, tls: this.#o.tls });
+    const client = new KMSClient({
+      region: this.#o.region,
+      endpoint: this.#endpoint,
+      // A copy: the SDK keeps what it is given for the client's life, which ends with this call.
+      credentials: {
+        accessKeyId: credentials.accessKeyId,
+        secretAccessKey: credentials.secretAccessKey,
+        ...(credentials.sessionToken !== undefined ? { sessionToken: credentials.sessionToken } : {}),
+        ...(credentials.expiration !== undefined ? { expiration: credentials.expiration } : {}),
+      },
+      maxAttempts: this.#o.maxAttempts ?? 3,
+      // SigV4 signs with the injected clock too (KMS refuses a date 15 minutes off its own).
+      ...(this.#o.clock ? { systemClockOffset: this.#o.clock().getTime() - Date.now() } : {}),
+      // Timeouts are ours (dial and one deadline per call), so the handler's own are left unset:
+      // two timers racing would make the error depend on which fired first.
+      requestHandler: { ...agents },
+    });
+    this.#live.add(client);
+    return client;
+  }
+
+  #release(client: { destroy(): void }): void {
+    this.#live.delete(client);
+    client.destroy();
   }
 
   /** One KMS Decrypt with a Recipient; returns the data key (caller owns and wipes it). */
-  async decryptDataKey(reference: KmsKeyReference): Promise<Uint8Array> {
+  async decryptDataKey(reference: KmsKeyReference, call?: KmsCallOptions): Promise<Uint8Array> {
     if (this.#closed) throw kmsError('ERR_KMS_REQUEST', 'KMS client is closed', 'closed');
     const ref = checkRef(reference);
+    const client = await this.#client(await this.#credentialsFor(call));
+    try {
+      return await this.#decrypt(client, ref);
+    } finally {
+      this.#release(client);
+    }
+  }
+
+  async #decrypt(client: import('@aws-sdk/client-kms').KMSClient, ref: KmsKeyReference): Promise<Uint8Array> {
     const { DecryptCommand } = await loadKms();
-    const client = await this.#clientPromise();
     const document = await this.#o.platform.attest({ publicKey: this.#o.keyPair.publicKeySpki, nonce: this.#random(32) });
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), this.#requestTimeout);
@@ -355,12 +474,16 @@ export class EnclaveKms {
    * Fetch every key of a job into a fresh cache (sequentially: a job has few keys, and KMS quotas
    * are per account). On any failure the keys already fetched are wiped before the error propagates.
    */
-  async loadKeys(references: Iterable<KmsKeyReference>): Promise<DataKeyCache> {
+  async loadKeys(references: Iterable<KmsKeyReference>, call?: KmsCallOptions): Promise<DataKeyCache> {
+    if (this.#closed) throw kmsError('ERR_KMS_REQUEST', 'KMS client is closed', 'closed');
+    const refs = [...references].map(checkRef);
+    // Credentials first, once per job: with none (or expired ones) nothing is attested or sent.
+    const credentials = await this.#credentialsFor(call);
     const cache = new DataKeyCache();
     try {
-      for (const r of references) {
+      for (const r of refs) {
         if (cache.has(r.ref)) continue;
-        cache.set(r.ref, await this.decryptDataKey(r));
+        cache.set(r.ref, await this.decryptDataKey(r, { credentials }));
       }
       return cache;
     } catch (e) {
@@ -371,10 +494,6 @@ export class EnclaveKms {
 
   async close(): Promise<void> {
     this.#closed = true;
-    const c = this.#client;
-    this.#client = undefined;
-    if (c) (await c).destroy();
-    this.#agents.httpAgent.destroy();
-    this.#agents.httpsAgent.destroy();
+    for (const c of [...this.#live]) this.#release(c);
   }
 }

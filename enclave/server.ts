@@ -3,7 +3,13 @@
  * messages of enclave/protocol.
  *
  *   hello -> attestation            (once, first)
+ *   credentials                     (after hello: before a job, or during one to refresh them)
+ *   status_request -> status        (between jobs: the operator's health check)
  *   job_start -> records* -> job_end -> result        (repeatable, one job at a time)
+ *
+ * The session keeps the host's AWS credentials in memory for its own life only: they sign this
+ * session's KMS requests, are replaced by a refresh, are never logged, returned or written, and are
+ * dropped when the session ends (JavaScript cannot zero strings; nothing else references them).
  *
  * Anything else (a malformed, oversized, truncated or out-of-order frame, a message in the wrong
  * state, a job failure) is answered with one `error` frame and the connection is closed: after a
@@ -24,6 +30,7 @@ import {
   negotiateMaxFrame,
   protocolError,
   type JobEndMessage,
+  type CredentialsMessage,
   type JobStartMessage,
   type Message,
   type Outgoing,
@@ -41,6 +48,28 @@ export interface ActiveJob {
   abort(): void;
 }
 
+/** AWS credentials as a session holds them (from the host's `credentials` message). */
+export interface SessionCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  expiration?: Date;
+}
+
+/** What a job may use of its session. */
+export interface JobContext {
+  /** The session's current AWS credentials (the latest the host sent), read at each KMS call. */
+  credentials(): SessionCredentials | undefined;
+}
+
+/** The worker's answer to `status_request` (numbers only). */
+export interface WorkerStatus {
+  workerVersion: string;
+  platform: string;
+  uptimeMs: number;
+  jobs: number;
+}
+
 /** What the session needs from the worker. */
 export interface SessionHandler {
   /** Evidence for `hello`: binds the worker's public key and the host's nonce. */
@@ -48,8 +77,18 @@ export interface SessionHandler {
   /** The worker's public key (DER SPKI), sent next to evidence that binds it only as a digest (SEV-SNP). */
   publicKey?: Uint8Array;
   /** Fetch keys and set up a job; throws a `JobRefusal` (sent as an attested refusal) or a ToolkitError. */
-  startJob(msg: JobStartMessage): Promise<ActiveJob>;
+  startJob(msg: JobStartMessage, ctx: JobContext): Promise<ActiveJob>;
+  /** For `status_request`; without it the session answers with an error. */
+  status?(): WorkerStatus;
   log(line: string): void;
+}
+
+/** The credentials of a `credentials` message, checked as a whole (the validator checked each field). */
+function sessionCredentialsOf(m: CredentialsMessage): SessionCredentials {
+  const c: SessionCredentials = { accessKeyId: m.accessKeyId, secretAccessKey: m.secretAccessKey };
+  if (m.sessionToken !== undefined) c.sessionToken = m.sessionToken;
+  if (m.expiration !== undefined) c.expiration = new Date(m.expiration);
+  return c;
 }
 
 export interface SessionOptions {
@@ -78,6 +117,9 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
   let closed = false;
   /** The job a failure belongs to (kept past abort so the error frame can name it). */
   let lastJobId: string | undefined;
+  /** This session's AWS credentials: memory only, replaced by a refresh, dropped at the end. */
+  let credentials: SessionCredentials | undefined;
+  const jobContext: JobContext = { credentials: () => credentials };
   stream.on('error', () => {
     closed = true;
   });
@@ -124,7 +166,7 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
         if (state !== 'idle') throw protocolError('state', `job_start: not expected ${state === 'hello' ? 'before hello' : 'during a job'}`);
         handler.log(`job ${m.jobId}: start (dataset ${m.datasetId}, ${Object.keys(m.manifest.keys).length} key(s))`);
         lastJobId = m.jobId;
-        job = await asJobFailure(handler.startJob(m));
+        job = await asJobFailure(handler.startJob(m, jobContext));
         seq = new SequenceChecker(`job ${m.jobId} batch seq`);
         state = 'job';
         return;
@@ -150,6 +192,30 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
           seq = undefined;
           state = 'idle';
         }
+        return;
+      }
+      case 'credentials': {
+        if (state === 'hello') throw protocolError('state', 'credentials: not expected before hello');
+        const refresh = credentials !== undefined;
+        credentials = sessionCredentialsOf(m);
+        // Never the key id, the secret or the token: only that they came, and until when.
+        handler.log(`session: credentials ${refresh ? 'refreshed' : 'received'}${credentials.expiration ? ` (valid until ${credentials.expiration.toISOString()})` : ' (no expiry given)'}`);
+        return;
+      }
+      case 'status_request': {
+        if (state !== 'idle') throw protocolError('state', `status_request: not expected ${state === 'hello' ? 'before hello' : 'during a job'}`);
+        if (!handler.status) throw new ToolkitError('ERR_PROTOCOL', 'status_request: this worker does not report status', { reason: 'status' });
+        const st = handler.status();
+        const exp = credentials?.expiration;
+        await send({
+          t: 'status',
+          workerVersion: st.workerVersion.slice(0, 64),
+          platform: st.platform,
+          uptimeMs: Math.max(0, Math.floor(st.uptimeMs)),
+          jobs: st.jobs,
+          credentials: credentials !== undefined,
+          ...(exp ? { credentialsExpiration: exp.toISOString() } : {}),
+        });
         return;
       }
       default:
@@ -184,6 +250,8 @@ export async function serveSession(stream: Duplex, handler: SessionHandler, opts
   } finally {
     clearTimeout(idle);
     job?.abort();
+    // The session's credentials go with it.
+    credentials = undefined;
     if (!closed) {
       // Say no more, then discard whatever the host still has in flight until it closes (bounded),
       // so the error frame is read rather than lost to a connection reset.

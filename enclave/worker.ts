@@ -42,7 +42,7 @@ import type { Platform } from './platform/types.js';
 import { nodeFieldDecryptor, type FieldDecryptor, type PackedDecryptResult, type PackedItems } from './field-decrypt.js';
 import { createJob, jobRefused } from './job.js';
 import { DEFAULT_MAX_GROUPS, groupMemoryBudgetCheck } from './analytics/engine.js';
-import { JobRefusal, type ActiveJob, type SessionHandler } from './server.js';
+import { JobRefusal, type ActiveJob, type JobContext, type SessionCredentials, type SessionHandler, type WorkerStatus } from './server.js';
 
 /** The addon's batched AES-GCM behind the job's FieldDecryptor interface, or node:crypto. */
 export async function pickFieldDecryptor(log: (l: string) => void = () => {}): Promise<FieldDecryptor> {
@@ -92,8 +92,11 @@ export const WORKER_VERSION = 'enclavekit-worker/0.2.0';
 export interface WorkerOptions {
   platform: Platform;
   keyPair: RecipientKeyPair;
-  /** Fetches a job's data keys (EnclaveKms.loadKeys in production). */
-  loadKeys: (refs: KmsKeyReference[]) => Promise<DataKeyCache>;
+  /**
+   * Fetches a job's data keys (EnclaveKms.loadKeys in production), signing with the session's
+   * credentials: `credentials` reads the latest the host sent (undefined: none).
+   */
+  loadKeys: (refs: KmsKeyReference[], credentials: () => SessionCredentials | undefined) => Promise<DataKeyCache>;
   /** Batched AES-GCM (the addon's, or node:crypto). */
   decryptor: FieldDecryptor;
   log?: (line: string) => void;
@@ -156,6 +159,8 @@ export class Worker {
   /** The audit chain of this worker process (privacy.md 6). */
   readonly #auditLock = new Mutex();
   readonly #instance: Uint8Array;
+  /** Monotonic start time, for `status` (uptime). */
+  readonly #startedAt = performance.now();
   #auditSeq = 0;
   #auditHead: Uint8Array = AUDIT_CHAIN_GENESIS;
 
@@ -171,8 +176,19 @@ export class Worker {
     return {
       attest: (nonce) => this.#o.platform.attest({ publicKey: this.#o.keyPair.publicKeySpki, nonce }),
       publicKey: this.#o.keyPair.publicKeySpki,
-      startJob: (msg) => this.#startJob(msg),
+      startJob: (msg, ctx) => this.#startJob(msg, ctx),
+      status: () => this.status(),
       log: this.#log,
+    };
+  }
+
+  /** Numbers for an operator's health check: version, platform, uptime, documents attested. */
+  status(): WorkerStatus {
+    return {
+      workerVersion: this.#o.workerVersion ?? WORKER_VERSION,
+      platform: this.#o.platform.kind,
+      uptimeMs: performance.now() - this.#startedAt,
+      jobs: this.#auditSeq,
     };
   }
 
@@ -252,7 +268,7 @@ export class Worker {
     });
   }
 
-  async #startJob(start: JobStartMessage): Promise<ActiveJob> {
+  async #startJob(start: JobStartMessage, ctx?: JobContext): Promise<ActiveJob> {
     const now = this.#o.now ?? (() => performance.now());
     const t0 = now();
     const manifest = start.manifest;
@@ -273,7 +289,7 @@ export class Worker {
     }
     let cache: DataKeyCache;
     try {
-      cache = await this.#o.loadKeys(keyReferencesFromManifest(manifest));
+      cache = await this.#o.loadKeys(keyReferencesFromManifest(manifest), () => ctx?.credentials());
     } catch (e) {
       throw await this.#refusal(start, asToolkit(e), null, null, undefined);
     }

@@ -20,6 +20,13 @@ export interface ReadDatasetOptions {
    * `encrypt`, `run` and the enclave read CSV (false gives flat rows, header names as keys).
    */
   nest?: boolean;
+  /**
+   * Skip a record that cannot be read and report it here instead of failing: NDJSON lines that are
+   * not UTF-8, not JSON or not an object; CSV rows whose value count differs from the header's.
+   * `raw` is the record's original text (it may hold plaintext: treat it as the input itself). Errors
+   * of the file's structure (an overlong line, a bad header, an unclosed quote) still fail.
+   */
+  onInvalid?: (error: ToolkitError, raw: string, line: number) => void;
 }
 
 export interface DatasetRecord {
@@ -31,9 +38,35 @@ export interface DatasetRecord {
 export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype']);
 
+/** `line N: message`; a line of 0 or less means "not one line" (the whole file): no prefix then. */
 export function datasetError(line: number, reason: string, message: string, cause?: unknown): ToolkitError {
-  return new ToolkitError('ERR_DATASET_INVALID', `line ${line}: ${message}`, cause === undefined ? { reason } : { reason, cause });
+  return new ToolkitError('ERR_DATASET_INVALID', line > 0 ? `line ${line}: ${message}` : message, cause === undefined ? { reason } : { reason, cause });
 }
+
+/** csv-parse's error codes in our words (its own messages may quote a character of the data). */
+function csvErrorText(err: { code: string; record?: unknown; columns?: unknown }): string {
+  switch (err.code) {
+    case 'CSV_RECORD_INCONSISTENT_COLUMNS':
+    case 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH': {
+      const got = Array.isArray(err.record) ? err.record.length : undefined;
+      const want = Array.isArray(err.columns) ? err.columns.length : undefined;
+      return got !== undefined && want !== undefined
+        ? `${got} value${got === 1 ? '' : 's'}, but the header has ${want} column${want === 1 ? '' : 's'}`
+        : 'the number of values differs from the header';
+    }
+    case 'CSV_QUOTE_NOT_CLOSED':
+      return 'a quoted value is never closed (a " without its closing ")';
+    case 'CSV_INVALID_CLOSING_QUOTE':
+      return 'a closing quote is followed by something other than a delimiter or the end of the line';
+    case 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE':
+      return 'characters after a closing quote';
+    case 'CSV_MAX_RECORD_SIZE':
+      return 'record longer than the maximum record size';
+    default:
+      return `CSV: ${err.code}`;
+  }
+}
+const CSV_RECORD_ERRORS = new Set(['CSV_RECORD_INCONSISTENT_COLUMNS', 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH']);
 
 /** `ndjson` for .ndjson/.jsonl/.json, `csv` for .csv, else undefined. */
 export function detectFormat(path: string): DatasetFormat | undefined {
@@ -54,8 +87,8 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 /** Records of a dataset, in order. */
 export function readDataset(input: Readable | string, opts: ReadDatasetOptions): AsyncGenerator<DatasetRecord> {
   const max = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  if (opts.format === 'ndjson') return readNdjson(open(input), max);
-  if (opts.format === 'csv') return readCsv(open(input), max, opts.nest ?? true);
+  if (opts.format === 'ndjson') return readNdjson(open(input), max, opts.onInvalid);
+  if (opts.format === 'csv') return readCsv(open(input), max, opts.nest ?? true, opts.onInvalid);
   throw new TypeError('"format" expected ndjson or csv');
 }
 
@@ -95,7 +128,19 @@ function parseLine(bytes: Uint8Array, line: number): Record<string, unknown> | u
   return v;
 }
 
-async function* readNdjson(stream: Readable, max: number): AsyncGenerator<DatasetRecord> {
+/** parseLine, or (with `onInvalid`) report a record-level failure and skip the line. */
+function parseOrSkip(bytes: Uint8Array, line: number, onInvalid: ReadDatasetOptions['onInvalid']): Record<string, unknown> | undefined {
+  if (!onInvalid) return parseLine(bytes, line);
+  try {
+    return parseLine(bytes, line);
+  } catch (e) {
+    if (!(e instanceof ToolkitError)) throw e;
+    onInvalid(e, Buffer.from(bytes).toString('utf8'), line);
+    return undefined;
+  }
+}
+
+async function* readNdjson(stream: Readable, max: number, onInvalid?: ReadDatasetOptions['onInvalid']): AsyncGenerator<DatasetRecord> {
   let parts: Buffer[] = [];
   let partLen = 0;
   let line = 1;
@@ -119,14 +164,14 @@ async function* readNdjson(stream: Readable, max: number): AsyncGenerator<Datase
           partLen = 0;
         }
         if (bytes.length > max) throw datasetError(line, 'line_too_long', `line longer than ${max} bytes`);
-        const r = parseLine(bytes, line);
+        const r = parseOrSkip(bytes, line, onInvalid);
         if (r) yield { record: r, line };
         line++;
         start = nl + 1;
       }
     }
     if (partLen > 0) {
-      const r = parseLine(Buffer.concat(parts), line);
+      const r = parseOrSkip(Buffer.concat(parts), line, onInvalid);
       if (r) yield { record: r, line };
     }
   } finally {
@@ -156,7 +201,7 @@ export function nestRow(row: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-async function* readCsv(stream: Readable, max: number, nest: boolean): AsyncGenerator<DatasetRecord> {
+async function* readCsv(stream: Readable, max: number, nest: boolean, onInvalid?: ReadDatasetOptions['onInvalid']): AsyncGenerator<DatasetRecord> {
   const parser = parseCsv({
     bom: true,
     columns: (header: string[]) => {
@@ -172,11 +217,29 @@ async function* readCsv(stream: Readable, max: number, nest: boolean): AsyncGene
     max_record_size: max,
     skip_empty_lines: true,
     info: true,
+    ...(onInvalid ? { skip_records_with_error: true, raw: true } : {}),
   });
+  // With onInvalid, csv-parse skips a bad record and says so here; a row of the wrong width is reported,
+  // anything else (an unclosed quote swallows the rest of the file) still fails the read.
+  const skipped: { error: ToolkitError; raw: string; line: number; fatal: boolean }[] = [];
+  if (onInvalid)
+    parser.on('skip', (e: { code?: string; lines?: number; raw?: string; record?: unknown; columns?: unknown }) => {
+      const code = typeof e.code === 'string' ? e.code : 'CSV_ERROR';
+      const fatal = !CSV_RECORD_ERRORS.has(code);
+      skipped.push({ error: datasetError(e.lines ?? 0, code === 'CSV_MAX_RECORD_SIZE' ? 'line_too_long' : 'csv', csvErrorText({ ...e, code }), e), raw: typeof e.raw === 'string' ? e.raw : '', line: e.lines ?? 0, fatal });
+    });
+  const drain = (): void => {
+    while (skipped.length > 0) {
+      const s = skipped.shift()!;
+      if (s.fatal) throw s.error;
+      onInvalid!(s.error, s.raw, s.line);
+    }
+  };
   stream.on('error', (e) => parser.destroy(e));
   stream.pipe(parser);
   try {
     for await (const item of parser as AsyncIterable<{ record: Record<string, unknown>; info: { lines: number } }>) {
+      drain();
       const line = item.info.lines;
       let record = item.record;
       if (nest) {
@@ -188,12 +251,13 @@ async function* readCsv(stream: Readable, max: number, nest: boolean): AsyncGene
       }
       yield { record, line };
     }
+    drain();
   } catch (e) {
     if (e instanceof ToolkitError) throw e;
-    const err = e as { code?: string; lines?: number; message?: string };
+    const err = e as { code?: string; lines?: number; message?: string; record?: unknown; columns?: unknown };
     if (typeof err.code === 'string' && err.code.startsWith('CSV_')) {
       const reason = err.code === 'CSV_MAX_RECORD_SIZE' ? 'line_too_long' : 'csv';
-      throw datasetError(err.lines ?? 0, reason, `CSV: ${err.code}`, e);
+      throw datasetError(err.lines ?? 0, reason, csvErrorText({ ...err, code: err.code }), e);
     }
     throw e;
   } finally {

@@ -7,14 +7,17 @@
 import { createConnection } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ToolkitError } from '../attestation/errors.js';
+import { randomBytes } from 'node:crypto';
 import {
   DEFAULT_MAX_FRAME,
   FrameDecoder,
   FrameWriter,
+  PROTOCOL_VERSION,
   SequenceChecker,
   type Message,
   type RecordBatch,
   type Outgoing,
+  type StatusMessage,
 } from '../enclave/protocol/index.js';
 
 /** Where the worker is: a Unix socket, a vsock (CID, port), or `sim` (a worker process we start). */
@@ -239,4 +242,53 @@ export class EnclaveConnection {
 function asToolkit(e: unknown): ToolkitError {
   if (e instanceof ToolkitError) return e;
   return new ToolkitError('ERR_PROTOCOL', 'unreadable frame from the worker', { reason: 'internal', cause: e });
+}
+
+/** What `probeWorker` saw: the hello evidence (unverified: the caller verifies it) and the status. */
+export interface WorkerProbe {
+  /** The nonce sent in hello, which the evidence must carry. */
+  nonce: Uint8Array;
+  evidence: Uint8Array;
+  /** The worker's key beside the evidence (SEV-SNP binds it only as a digest). */
+  publicKey?: Uint8Array;
+  /** The worker's answer to status_request, or undefined from a worker that has no status. */
+  status?: Omit<StatusMessage, 't' | 'id'>;
+  /** Milliseconds from connect to the attestation. */
+  helloMs: number;
+}
+
+/**
+ * An operator's health check over one connection: hello with a fresh nonce, the attestation, then
+ * `status_request` (a worker that predates it answers with an error, reported as no status). Sends
+ * no credentials, no job. Throws ERR_JOB_FAILED (`connect`, `timeout`, `closed`) or ERR_PROTOCOL.
+ */
+export async function probeWorker(
+  connect: () => Promise<Duplex>,
+  opts: { timeoutMs?: number; randomBytes?: (n: number) => Uint8Array; now?: () => number } = {},
+): Promise<WorkerProbe> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const clock = opts.now ?? (() => performance.now());
+  const t0 = clock();
+  const conn = new EnclaveConnection(await connect());
+  try {
+    const nonce = (opts.randomBytes ?? ((n: number) => new Uint8Array(randomBytes(n))))(32);
+    await conn.send({ t: 'hello', version: PROTOCOL_VERSION, nonce });
+    const att = await conn.next(timeoutMs);
+    if (att.t === 'error') throw new ToolkitError('ERR_JOB_FAILED', `the worker answered hello with ${att.code}: ${att.message}`, { reason: att.code });
+    if (att.t !== 'attestation') throw new ToolkitError('ERR_PROTOCOL', `expected attestation, got ${att.t}`, { reason: 'state' });
+    const probe: WorkerProbe = { nonce, evidence: att.evidence, ...(att.publicKey ? { publicKey: att.publicKey } : {}), helloMs: clock() - t0 };
+    await conn.send({ t: 'status_request' });
+    const st = await conn.next(timeoutMs).catch((e: unknown) => {
+      // A worker without status support closes after its error frame; that is not a failure of the probe.
+      if (e instanceof ToolkitError && e.code === 'ERR_JOB_FAILED' && e.reason === 'closed') return undefined;
+      throw e;
+    });
+    if (st?.t === 'status') {
+      const { t: _t, id: _id, ...rest } = st;
+      probe.status = rest;
+    } else if (st !== undefined && st.t !== 'error') throw new ToolkitError('ERR_PROTOCOL', `expected status, got ${st.t}`, { reason: 'state' });
+    return probe;
+  } finally {
+    conn.close();
+  }
 }

@@ -112,6 +112,27 @@ export interface EncryptDatasetOptions {
   randomBytes?: (n: number) => Uint8Array;
   /** The owner's release policy, sealed into the manifest; absent = the strictest default. */
   policy?: ReleasePolicy | null;
+  /**
+   * Skip records that cannot be encrypted (no usable id; NDJSON lines that are not JSON objects; CSV
+   * rows of the wrong width) and hand each here instead of failing the whole run. Only what was
+   * written is sealed (count and digest). The reject holds the original record in clear.
+   */
+  onReject?: (reject: EncryptReject) => void | Promise<void>;
+  /** Records written so far, called after each batch (for a progress bar). */
+  onProgress?: (records: number) => void;
+}
+
+/** A record `encryptDataset` skipped (with `onReject`): where, why, and the record as it was read. */
+export interface EncryptReject {
+  /** 1-based line (CSV: where the record ends); 0 if unknown. */
+  line: number;
+  /** `record_id`, `json`, `record`, `utf8` or `csv`. */
+  reason: string;
+  message: string;
+  /** The record as read (CSV: the row, header name -> cell), when it parsed. */
+  record?: Record<string, unknown>;
+  /** The record's original text, when it did not parse. */
+  raw?: string;
 }
 
 const NUMERIC_RE = /^\s*-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
@@ -283,8 +304,19 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
   const present = new Array<boolean>(opts.fields.length).fill(false);
   try {
     await newKey();
-    const readOpts = { format: opts.format, nest: false, ...(opts.maxLineBytes === undefined ? {} : { maxLineBytes: opts.maxLineBytes }) };
+    const unreadable: EncryptReject[] = [];
+    const onReject = opts.onReject;
+    const readOpts = {
+      format: opts.format,
+      nest: false,
+      ...(opts.maxLineBytes === undefined ? {} : { maxLineBytes: opts.maxLineBytes }),
+      ...(onReject ? { onInvalid: (e: ToolkitError, text: string, line: number) => void unreadable.push({ line, reason: e.reason ?? 'invalid', message: e.message, raw: text }) } : {}),
+    };
+    const drainUnreadable = async (): Promise<void> => {
+      while (unreadable.length > 0) await onReject!(unreadable.shift()!);
+    };
     for await (const { record: raw, line } of readDataset(opts.input, readOpts)) {
+      await drainUnreadable();
       let record = raw;
       if (csv) {
         if (!header) {
@@ -300,7 +332,12 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
         }
       }
       const recordId = recordIdOf(getPath(record, idSegs));
-      if (recordId === undefined) throw datasetError(line, 'record_id', `no usable id in field "${opts.idField}" (a non-empty string or an integer)`);
+      if (recordId === undefined) {
+        const e = datasetError(line, 'record_id', `no usable id in field "${opts.idField}" (a non-empty string or an integer)`);
+        if (!onReject) throw e;
+        await onReject({ line, reason: 'record_id', message: e.message, record: raw });
+        continue;
+      }
       schema.add(record);
       for (let i = 0; i < fieldSegs.length; i++) {
         const segs = fieldSegs[i]!;
@@ -322,15 +359,23 @@ export async function encryptDataset(opts: EncryptDatasetOptions): Promise<KeyMa
         header!.forEach((h, i) => (seen[h] = row[i]));
         digest.add(nestRow(seen));
         rows.push(row);
-        if (rows.length >= BATCH) await flush();
+        if (rows.length >= BATCH) {
+          await flush();
+          opts.onProgress?.(digest.count);
+        }
       } else {
         const text = JSON.stringify(record);
         digest.add(JSON.parse(text));
         lines.push(text + '\n');
-        if (lines.length >= BATCH) await flush();
+        if (lines.length >= BATCH) {
+          await flush();
+          opts.onProgress?.(digest.count);
+        }
       }
     }
+    if (onReject) await drainUnreadable();
     await flush();
+    opts.onProgress?.(digest.count);
     const absent = opts.fields.filter((_, i) => !present[i]);
     if (absent.length > 0) throw datasetError(0, 'field_absent', `no record has the field(s) ${absent.map((f) => `"${f}"`).join(', ')}`);
     const types = schema.build();

@@ -12,6 +12,7 @@
  *   operator: matches none of the policy values), and false when the key is missing;
  * - `ForAllValues:` is true when every request value satisfies it, and true when the key is missing.
  */
+import { createHash } from 'node:crypto';
 import { ToolkitError } from '../attestation/errors.js';
 
 export const MAX_POLICY_BYTES = 32 * 1024;
@@ -458,4 +459,36 @@ export function buildEnclaveKeyPolicy(o: EnclavePolicyOptions): string {
     null,
     2,
   );
+}
+
+/**
+ * Nitro Enclaves' PCR3 and PCR4, computed as AWS documents them ("Where to get an enclave's
+ * measurements", AWS Nitro Enclaves User Guide): SHA-384 over 48 zero bytes followed by the UTF-8
+ * text, i.e. one extend of a zero PCR with the raw string, no inner hash.
+ *
+ *   PCR3 = SHA384(0^48 || role ARN)     the IAM role of the parent's instance profile, e.g.
+ *                                        arn:aws:iam::123456789012:role/Webserver (path included)
+ *   PCR4 = SHA384(0^48 || instance id)  the parent instance, e.g. i-1234567890abcdef0
+ *
+ * AWS's published examples are test vectors (test/deploy/pcr-helpers.test.ts).
+ */
+const ROLE_ARN_RE = /^arn:aws(?:-[a-z]+)*:iam::\d{12}:role\/(?:[\w+=,.@-]{1,512}\/)*[\w+=,.@-]{1,64}$/;
+const INSTANCE_ID_RE = /^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
+
+function zeroExtend(text: string): Uint8Array {
+  return new Uint8Array(createHash('sha384').update(new Uint8Array(48)).update(text, 'utf8').digest());
+}
+
+/** PCR3 for a parent instance whose instance profile has this IAM role (its ARN, not the profile's). */
+export function pcr3ForRoleArn(roleArn: string): Uint8Array {
+  if (typeof roleArn !== 'string' || !ROLE_ARN_RE.test(roleArn))
+    throw new RangeError(`PCR3 expects an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME, as \`aws iam get-role --query Role.Arn\` prints), got ${JSON.stringify(String(roleArn).slice(0, 120))}`);
+  return zeroExtend(roleArn);
+}
+
+/** PCR4 for a parent instance id (`i-` and 8 or 17 hex digits). */
+export function pcr4ForInstanceId(instanceId: string): Uint8Array {
+  if (typeof instanceId !== 'string' || !INSTANCE_ID_RE.test(instanceId))
+    throw new RangeError(`PCR4 expects an EC2 instance id (i-0123456789abcdef0), got ${JSON.stringify(String(instanceId).slice(0, 40))}`);
+  return zeroExtend(instanceId);
 }

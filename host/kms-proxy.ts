@@ -181,16 +181,20 @@ export async function startKmsProxy(opts: KmsProxyOptions): Promise<KmsProxy> {
       down.destroy();
       log(`kms-proxy: connection ${id} closed (${why})`);
     };
-    const connectTimer = setTimeout(() => finish('upstream connect timeout'), connectTimeoutMs);
+    const connectTimer = setTimeout(() => finish(`KMS at ${target.host}:${target.port} did not accept within ${connectTimeoutMs} ms`), connectTimeoutMs);
     up.setTimeout(idleTimeoutMs, () => finish('idle'));
+    let connected = false;
     up.once('connect', () => {
+      connected = true;
       clearTimeout(connectTimer);
       log(`kms-proxy: connection ${id} -> ${target.host}:${target.port}`);
     });
     // pipe() gives backpressure both ways; half-close is propagated so TLS close_notify is delivered.
     down.pipe(up);
     up.pipe(down);
-    up.on('error', (e: NodeJS.ErrnoException) => finish(`upstream ${e.code ?? 'error'}`));
+    up.on('error', (e: NodeJS.ErrnoException) =>
+      finish(connected ? `upstream ${target.host}:${target.port} ${e.code ?? 'error'}` : `cannot reach KMS at ${target.host}:${target.port}: ${e.code ?? 'error'}`),
+    );
     down.on('error', (e: NodeJS.ErrnoException) => finish(`downstream ${e.code ?? 'error'}`));
     up.on('close', () => finish('upstream closed'));
     down.on('close', () => finish('downstream closed'));

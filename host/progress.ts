@@ -1,7 +1,11 @@
 /**
- * A one-line progress bar for `enclavekit run` on a terminal: records sent, MB/s, ETA from the bytes
- * read out of the dataset file. It writes nothing at all when the stream is not a TTY, so piped output
- * and CI logs stay clean (and carry no carriage-return noise).
+ * A one-line progress bar for `enclavekit run` and `enclavekit encrypt` on a terminal: records, MB/s,
+ * ETA from the bytes read out of the dataset file. It draws nothing when the stream is not a TTY, so
+ * piped output and CI logs stay clean (and carry no carriage-return noise).
+ *
+ * Log lines that share the stream (the KMS proxy's, the worker's) go through `log()`: the bar is
+ * erased, the line printed, and the bar drawn again below it, so a log line never overwrites the bar
+ * and the bar never swallows a log line.
  */
 
 export interface Progress {
@@ -9,6 +13,12 @@ export interface Progress {
   update(records: number, bytes: number): void;
   /** Final redraw and newline (TTY only). */
   done(): void;
+}
+
+/** A progress bar that also carries the log lines written to its stream. */
+export interface TerminalProgress extends Progress {
+  /** One log line (without its newline), printed above the bar. */
+  log(line: string): void;
 }
 
 export interface ProgressOptions {
@@ -22,8 +32,6 @@ export interface ProgressOptions {
   /** Draw even if the stream is not a TTY (tests). */
   force?: boolean;
 }
-
-const noop: Progress = { update() {}, done() {} };
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '--:--';
@@ -47,21 +55,31 @@ export function renderProgress(records: number, bytes: number, elapsedMs: number
   return `[${'#'.repeat(filled)}${'.'.repeat(barWidth - filled)}] ${(frac * 100).toFixed(0).padStart(3)}%  ${stats}`;
 }
 
-export function createProgress(opts: ProgressOptions): Progress {
-  if (!opts.stream.isTTY && !opts.force) return noop;
+export function createProgress(opts: ProgressOptions): TerminalProgress {
+  const stream = opts.stream;
+  if (!stream.isTTY && !opts.force) return { update() {}, done() {}, log: (line) => void stream.write(`${line}\n`) };
   const now = opts.now ?? (() => performance.now());
   const interval = opts.intervalMs ?? 100;
   const start = now();
   let last = -Infinity;
   let lastRecords = 0;
   let lastBytes = 0;
+  /** The bar is on the screen (drawn at least once, not finished): log lines must go around it. */
+  let visible = false;
+  let finished = false;
+  const barText = () => {
+    const line = renderProgress(lastRecords, lastBytes, now() - start, opts.totalBytes, stream.columns ?? 80);
+    // The width cap avoids wrapping on narrow terminals (a wrapped bar cannot be erased with one \r).
+    return line.slice(0, Math.max(20, (stream.columns ?? 80) - 1));
+  };
+  // \r + erase-line keeps the bar on one line.
   const draw = () => {
-    const line = renderProgress(lastRecords, lastBytes, now() - start, opts.totalBytes, opts.stream.columns ?? 80);
-    // \r + erase-line keeps it on one line; the width cap avoids wrapping on narrow terminals.
-    opts.stream.write(`\r\x1b[2K${line.slice(0, Math.max(20, (opts.stream.columns ?? 80) - 1))}`);
+    stream.write(`\r\x1b[2K${barText()}`);
+    visible = true;
   };
   return {
     update(records, bytes) {
+      if (finished) return;
       lastRecords = records;
       lastBytes = bytes;
       const t = now();
@@ -70,8 +88,16 @@ export function createProgress(opts: ProgressOptions): Progress {
       draw();
     },
     done() {
+      if (finished) return;
+      finished = true;
       draw();
-      opts.stream.write('\n');
+      stream.write('\n');
+      visible = false;
+    },
+    log(line) {
+      // One write: erase the bar, the line, then the bar again below it.
+      if (visible) stream.write(`\r\x1b[2K${line}\n${barText()}`);
+      else stream.write(`${line}\n`);
     },
   };
 }

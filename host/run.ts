@@ -3,8 +3,10 @@
  * batches with backpressure, and verify what comes back.
  *
  *   hello(nonce1) -> attestation          verified: root, PCRs/measurement, nonce1, a public key
+ *   credentials                            the parent's AWS credentials, only to a verified worker
  *   job_start(query, manifest, nonce2)
- *   records(seq 0..n)                      the dataset digest is computed as records are sent
+ *   records(seq 0..n)                      the dataset digest is computed as records are sent;
+ *                                          credentials again before they expire
  *   job_end(count, digest) -> result       verified: same worker key, nonce2, SHA-384(result)
  *
  * The host holds no data key and sees no plaintext; it only forwards records as they are on disk
@@ -32,6 +34,7 @@ import {
 } from '../enclave/protocol/index.js';
 import { readDataset, detectFormat, type DatasetFormat } from './dataset.js';
 import { EnclaveConnection } from './enclave-conn.js';
+import { credentialsPayload, describeCredentials, type AwsCredentials, type CredentialProvider } from './credentials.js';
 import type { Progress } from './progress.js';
 import { verifyRefusal, verifyResult, verifyWorkerEvidence, type Expectations, type VerifiedEvidence } from './verify-result.js';
 
@@ -59,6 +62,15 @@ export interface RunJobOptions {
   randomBytes?: (n: number) => Uint8Array;
   /** The dataset's sealed privacy ledger as the worker last returned it (kept by the host). */
   ledger?: Uint8Array;
+  /**
+   * The parent's AWS credentials for the worker's KMS requests (`parentCredentials()` of
+   * host/credentials.ts on a parent instance). Sent only after the worker's attestation verified,
+   * before job_start, and again while records stream once they are within `credentialsRefreshMs` of
+   * expiring. Without it nothing is sent (a worker on a real platform then refuses the job).
+   */
+  credentials?: CredentialProvider;
+  /** Refresh the worker's credentials this long before they expire (default 10 minutes). */
+  credentialsRefreshMs?: number;
 }
 
 export interface JobSummary {
@@ -172,6 +184,35 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
     workerKey = worker.publicKey;
     log(`worker attested: platform ${worker.platform}${worker.pcrs['0'] ? `, PCR0 ${worker.pcrs['0']}` : ''}${worker.measurement ? `, MEASUREMENT ${worker.measurement}` : ''}`);
 
+    // Credentials go to an attested worker only, and never into a log line or the outcome.
+    let handed: AwsCredentials | undefined;
+    if (opts.credentials) {
+      stage = 'credentials';
+      handed = await opts.credentials();
+      await conn.send({ t: 'credentials', ...credentialsPayload(handed) });
+      log(`credentials handed to the worker: ${describeCredentials(handed, now())}`);
+    }
+    const refreshMs = opts.credentialsRefreshMs ?? 10 * 60_000;
+    let lastRefreshTry = -Infinity;
+    const refreshCredentials = async (c: EnclaveConnection): Promise<void> => {
+      if (!opts.credentials || handed?.expiration === undefined) return;
+      const t = now().getTime();
+      if (handed.expiration.getTime() - t > refreshMs || t - lastRefreshTry < 30_000) return;
+      lastRefreshTry = t;
+      let next: AwsCredentials;
+      try {
+        next = await opts.credentials();
+      } catch (e) {
+        // The set the worker holds stays valid until it expires; try again later.
+        log(`credentials refresh failed: ${isToolkitError(e) ? `${e.code}: ${e.message}` : 'error'}`);
+        return;
+      }
+      if (next.expiration !== undefined && next.expiration.getTime() <= handed.expiration.getTime()) return;
+      await c.send({ t: 'credentials', ...credentialsPayload(next) });
+      handed = next;
+      log(`credentials refreshed: ${describeCredentials(next, now())}`);
+    };
+
     stage = 'stream';
     jobNonce = rnd(32);
     summary.jobNonce = jobNonce;
@@ -205,6 +246,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
         from = to;
       }
       batch.clear();
+      await refreshCredentials(c);
     };
     try {
       for await (const { record } of readDataset(source, { format })) {

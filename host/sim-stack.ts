@@ -16,6 +16,7 @@ import { ToolkitError } from '../attestation/errors.js';
 import { simImageIdFromContents, simImageIdFromDigests, simPcr0, simSnpMeasurement } from '../attestation/sim/image.js';
 import { startKmsSimulator, DEFAULT_ACCOUNT_ID, type KmsSimulator } from './kms-sim/server.js';
 import { readSimulatorRootFromState } from './kms-sim/sim-root.js';
+import { addSimulatorPrincipal, ensureRootCredentials, type SimCredentials } from './kms-sim/principals.js';
 export { readSnpSimulatorRootFromState } from './kms-sim/sim-root.js';
 import { buildEnclaveKeyPolicy } from './key-policy.js';
 import { startKmsProxy, type KmsProxy } from './kms-proxy.js';
@@ -71,8 +72,30 @@ export interface SimWorkerOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** The stack's principals: see `SimStack.credentials`. */
+export type SimPrincipalName = 'data-owner' | 'key-admin' | 'role' | 'root';
+
+/** Role sessions the stack creates last this long (from the stack's clock). */
+export const SIM_STACK_SESSION_SECONDS = 12 * 3600;
+
+/**
+ * The three principals of the stack's key policies (`buildEnclaveKeyPolicy`), IAM roles of the
+ * simulator's account. The simulator checks SigV4 and evaluates the policy for the caller, so only the
+ * data owner generates data keys (without a Recipient), only the role decrypts (with an attested
+ * Recipient), and the key admin creates and manages keys without using them.
+ */
+export const SIM_STACK_PRINCIPALS = Object.freeze({
+  keyAdmin: `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:role/enclavekit-sim-key-admin`,
+  dataOwner: `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:role/enclavekit-sim-data-owner`,
+  role: `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:role/enclavekit-sim-parent`,
+});
+
 export interface SimStack {
   readonly dir: string;
+  /** The simulator state folder (simulator CA, KMS keys, principals and `credentials`). */
+  readonly stateDir: string;
+  /** ARNs of the stack's key admin, data owner and parent-instance role. */
+  readonly principals: typeof SIM_STACK_PRINCIPALS;
   readonly kmsUrl: string;
   readonly kmsPort: number;
   /** Unix socket of the KMS proxy that workers use as `--kms`. */
@@ -86,7 +109,19 @@ export interface SimStack {
   startWorker(o: SimWorkerOptions): Promise<WorkerProcess & { pcr0: Uint8Array; imageId: Uint8Array }>;
   /** Start the KMS simulator (trusting this stack's simulator root) and the proxy in front of it. */
   startKms(): Promise<void>;
-  /** CreateKey whose policy releases data keys only to the image with this PCR0. */
+  /**
+   * Credentials (AWS SDK shape) of one of the stack's principals, made in its state folder on first
+   * call (the KMS simulator need not be running) and the same for the stack's life:
+   * - `data-owner` (default): GenerateDataKey / Encrypt without a Recipient, as `encryptDataset` does;
+   * - `role`: the parent instance's role, whose credentials the worker's attested Decrypt is signed with;
+   * - `key-admin`: CreateKey and key administration (createEnclaveKey uses it), never key use;
+   * each an assumed-role session (`arn:aws:sts::ACCT:assumed-role/NAME/enclavekit-sim`, a session
+   * token, an expiry SIM_STACK_SESSION_SECONDS after the stack's clock);
+   * - `root`: the account root (`STATE/credentials`), which the stack's key policies do not name.
+   * Each call returns a fresh copy.
+   */
+  credentials(who?: SimPrincipalName): Promise<SimCredentials>;
+  /** CreateKey (as the key admin) whose policy releases data keys only to the image with this PCR0. */
   createEnclaveKey(pcr0: Uint8Array): Promise<string>;
   close(): Promise<void>;
 }
@@ -101,13 +136,37 @@ export async function startSimStack(opts: SimStackOptions = {}): Promise<SimStac
   const kmsProxySocket = join(dir, 'kms.sock');
   const workers: WorkerProcess[] = [];
   let n = 0;
+  const stateDir = join(dir, 'state');
+  const stackNow = opts.now ?? (() => new Date());
+  const made = new Map<SimPrincipalName, Promise<SimCredentials>>();
+  const roleOf: Record<Exclude<SimPrincipalName, 'root'>, string> = {
+    'data-owner': SIM_STACK_PRINCIPALS.dataOwner,
+    'key-admin': SIM_STACK_PRINCIPALS.keyAdmin,
+    role: SIM_STACK_PRINCIPALS.role,
+  };
   const stack: SimStack = {
     dir,
+    stateDir,
+    principals: SIM_STACK_PRINCIPALS,
+    async credentials(who = 'data-owner') {
+      if (who !== 'root' && !Object.hasOwn(roleOf, who)) throw new TypeError(`"who" expected data-owner, key-admin, role or root, got ${JSON.stringify(String(who))}`);
+      let p = made.get(who);
+      if (p === undefined) {
+        p =
+          who === 'root'
+            ? ensureRootCredentials(stateDir, { accountId: DEFAULT_ACCOUNT_ID, now: stackNow() })
+            : addSimulatorPrincipal(stateDir, { principal: roleOf[who], session: true, expiresInSeconds: SIM_STACK_SESSION_SECONDS, now: stackNow() });
+        made.set(who, p);
+        p.catch(() => made.delete(who));
+      }
+      const c = await p;
+      return { ...c, ...(c.expiration ? { expiration: new Date(c.expiration) } : {}) };
+    },
     kmsUrl,
     kmsPort,
     kmsProxySocket,
     async simulatorRoot() {
-      const r = await readSimulatorRootFromState(join(dir, 'state'));
+      const r = await readSimulatorRootFromState(stateDir);
       if (!r) throw new ToolkitError('ERR_SIMULATOR_STATE', 'the simulator state has no root yet (start a worker first)');
       return r;
     },
@@ -149,22 +208,16 @@ export async function startSimStack(opts: SimStackOptions = {}): Promise<SimStac
     },
     async createEnclaveKey(pcr0) {
       const { KMSClient, CreateKeyCommand } = await import('@aws-sdk/client-kms');
-      const client = new KMSClient({
-        region: 'us-east-1',
-        endpoint: kmsUrl,
-        credentials: { accessKeyId: 'enclavekit-simulator', secretAccessKey: 'enclavekit-simulator' },
-      });
+      const client = new KMSClient({ region: 'us-east-1', endpoint: kmsUrl, credentials: await stack.credentials('key-admin') });
       try {
-        // Three distinct principals, as `enclavekit policy` requires. The simulator checks no
-        // signature, so every caller is every principal of its account: the demo's encrypt step
-        // (GenerateDataKey, no Recipient) passes as the data owner and the worker's attested Decrypt as
-        // the role, while a Decrypt without attestation still meets the explicit Deny.
+        // Three distinct principals, as `enclavekit policy` requires, and the simulator checks who
+        // signs: the data owner's GenerateDataKey (no Recipient) is allowed, the role's Decrypt only with
+        // an attested Recipient of this PCR0, and nobody's Decrypt without attestation (explicit Deny).
+        // The key admin creates the key (AWS's lockout check expects the creator to manage it).
         const policy = buildEnclaveKeyPolicy({
           pcrs: new Map([[0, pcr0]]),
           account: DEFAULT_ACCOUNT_ID,
-          keyAdmin: `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:role/enclavekit-sim-key-admin`,
-          dataOwner: `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:role/enclavekit-sim-data-owner`,
-          role: `arn:aws:iam::${DEFAULT_ACCOUNT_ID}:role/enclavekit-sim-parent`,
+          ...SIM_STACK_PRINCIPALS,
         });
         const out = await client.send(new CreateKeyCommand({ Policy: policy, Description: 'enclavekit demo key' }));
         const id = out.KeyMetadata?.KeyId;

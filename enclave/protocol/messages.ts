@@ -28,17 +28,55 @@ export interface ResultMessage { t: 'result'; id: number; jobId: string; result:
 /** An attested refusal (result.ts RefusalDocument): the job released nothing. */
 export interface RefusalMessage { t: 'refusal'; id: number; jobId: string; refusal: Uint8Array; evidence: Uint8Array; publicKey?: Uint8Array; ledger?: Uint8Array }
 export interface ErrorMessage { t: 'error'; id: number; jobId?: string; code: string; message: string }
+/**
+ * Host -> worker: short-lived AWS credentials of the parent instance's role, with which the worker
+ * signs its KMS requests (SigV4). Allowed after hello: before a job_start and during a job (a
+ * refresh replaces them). The worker keeps them in memory for this session only, never logs,
+ * returns or stores them. `expiration` is ISO 8601 (UTC), as STS and the instance metadata service
+ * give it.
+ */
+export interface CredentialsMessage {
+  t: 'credentials'; id: number; accessKeyId: string; secretAccessKey: string; sessionToken?: string; expiration?: string;
+}
+/** Host -> worker, after hello and between jobs: ask for the worker's status (`enclavekit status`). */
+export interface StatusRequestMessage { t: 'status_request'; id: number }
+/**
+ * Worker -> host: what an operator's health check needs beside the hello attestation. Not attested
+ * (the attestation after hello already proves the image); numbers only, nothing of any job.
+ */
+export interface StatusMessage {
+  t: 'status'; id: number;
+  workerVersion: string;
+  platform: string;
+  /** Milliseconds since the worker process started. */
+  uptimeMs: number;
+  /** Documents (results and refusals) this worker process has attested. */
+  jobs: number;
+  /** Whether this session holds credentials, and until when (never the credentials themselves). */
+  credentials: boolean;
+  credentialsExpiration?: string;
+}
 
 export type Message =
-  | HelloMessage | AttestationMessage | JobStartMessage | RecordsMessage | JobEndMessage | ResultMessage | RefusalMessage | ErrorMessage;
+  | HelloMessage | AttestationMessage | JobStartMessage | RecordsMessage | JobEndMessage | ResultMessage | RefusalMessage | ErrorMessage
+  | CredentialsMessage | StatusRequestMessage | StatusMessage;
 export type MessageType = Message['t'];
 /** What a sender passes in: the counter is assigned by the frame writer. */
 export type Outgoing<M extends Message = Message> = M extends Message ? Omit<M, 'id'> & { id?: number } : never;
 
-export const MESSAGE_TYPES: readonly MessageType[] = ['hello', 'attestation', 'job_start', 'records', 'job_end', 'result', 'refusal', 'error'];
+export const MESSAGE_TYPES: readonly MessageType[] = [
+  'hello', 'attestation', 'job_start', 'records', 'job_end', 'result', 'refusal', 'error', 'credentials', 'status_request', 'status',
+];
 
 const JOB_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const CODE_RE = /^[A-Z][A-Z0-9_]{0,63}$/;
+/** AWS's AccessKeyId: 16 to 128 word characters (STS Credentials data type). */
+const ACCESS_KEY_ID_RE = /^\w{16,128}$/;
+/** Secrets and session tokens: printable ASCII without spaces (base64 and its relatives). */
+const TOKEN_RE = /^[\x21-\x7e]+$/;
+/** ISO 8601 in UTC or with an offset, as STS and IMDS write `Expiration`. */
+const ISO_TIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+export const MAX_SESSION_TOKEN = 16 * 1024;
 
 export function protocolError(reason: string, message: string, cause?: unknown): ToolkitError {
   return new ToolkitError('ERR_PROTOCOL', message, cause === undefined ? { reason } : { reason, cause });
@@ -67,6 +105,11 @@ const text = (min: number, max: number, re?: RegExp): Check => (v, p) => {
   if (typeof v !== 'string' || v.length < min || v.length > max || (re && !re.test(v)))
     throw protocolError(p, `${p}: expected a string of ${min} to ${max} characters${re ? ' in the allowed alphabet' : ''}`);
 };
+const isoTime: Check = (v, p) => {
+  if (typeof v !== 'string' || v.length > 40 || !ISO_TIME_RE.test(v) || !Number.isFinite(Date.parse(v)))
+    throw protocolError(p, `${p}: expected an ISO 8601 time`);
+};
+const bool: Check = (v, p) => { if (typeof v !== 'boolean') throw protocolError(p, `${p}: expected a boolean`); };
 const plainObject: Check = (v, p) => { if (!isPlainObject(v)) throw protocolError(p, `${p}: expected a map`); };
 const recordList: Check = (v, p) => {
   if (!Array.isArray(v) || v.length === 0 || v.length > MAX_BATCH_RECORDS)
@@ -94,6 +137,16 @@ const SHAPES: Record<MessageType, Shape> = {
   result: { required: { jobId, result: bytes(1, 8 * 1024 * 1024), evidence: bytes(1, 1024 * 1024) }, optional: { publicKey: bytes(1, 1024), ledger: bytes(29, 4096) } },
   refusal: { required: { jobId, refusal: bytes(1, 64 * 1024), evidence: bytes(1, 1024 * 1024) }, optional: { publicKey: bytes(1, 1024), ledger: bytes(29, 4096) } },
   error: { required: { code: text(1, 64, CODE_RE), message: text(0, 1024) }, optional: { jobId } },
+  // Bounded by AWS's own limits; a check names the key, never the value.
+  credentials: {
+    required: { accessKeyId: text(16, 128, ACCESS_KEY_ID_RE), secretAccessKey: text(16, 256, TOKEN_RE) },
+    optional: { sessionToken: text(16, MAX_SESSION_TOKEN, TOKEN_RE), expiration: isoTime },
+  },
+  status_request: { required: {} },
+  status: {
+    required: { workerVersion: text(1, 64), platform: text(1, 16, /^[a-z-]+$/), uptimeMs: uint, jobs: uint, credentials: bool },
+    optional: { credentialsExpiration: isoTime },
+  },
 };
 
 /** Validate a decoded CBOR value as one message. Returns it typed; throws `ERR_PROTOCOL`. */

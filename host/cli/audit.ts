@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { isToolkitError } from '../../attestation/errors.js';
 import { verifyAuditLog, type AuditExpectations } from '../audit.js';
 import { readRootsPem, readSimulatorRootFromState, readSnpSimulatorRootFromState } from '../kms-sim/sim-root.js';
-import { EXIT_INVALID, EXIT_OK, UsageError, usage, type CliIO } from './io.js';
+import { EXIT_INVALID, EXIT_OK, UsageError, fileError, usage, writeJson, type CliIO } from './io.js';
 
 const HELP = `usage: enclavekit audit verify FILE [--expect-pcr N=HEX]... [--expect-measurement HEX]
          [--trust-simulator-root PEM] [--sim-state DIR] [--result RESULT.json]... [--chain-only] [--json]
@@ -26,7 +26,8 @@ that every --result file is in the log (nothing cut off its end).
                               must hold its document
   --chain-only                do not re-verify evidence: structure, chains and documents only (a
                               hostile host can forge a log that passes this)
-  --json                      print the verdict as JSON
+  --json                      print the verdict as one JSON object: {"ok":true,"entries",...} or
+                              {"ok":false,"code":"ERR_AUDIT_INVALID","reason","message","firstBroken",...}
 
 Without --chain-only, --expect-pcr or --expect-measurement is required.
 Exit status: 0 intact, 1 broken, 2 usage or I/O error.
@@ -43,18 +44,24 @@ async function readResultFile(path: string): Promise<Uint8Array> {
   try {
     size = (await stat(path)).size;
   } catch (e) {
-    throw new UsageError(`--result: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw fileError(e, path, '--result');
   }
-  if (size > 64 * 1024 * 1024) throw new UsageError(`--result: ${path} is larger than 64 MiB`);
+  if (size > 64 * 1024 * 1024) throw new UsageError(`--result: ${path} is larger than 64 MiB`, { code: 'ERR_INPUT' });
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw fileError(e, path, '--result');
+  }
   let j: unknown;
   try {
-    j = JSON.parse(await readFile(path, 'utf8'));
+    j = JSON.parse(text);
   } catch {
-    throw new UsageError(`--result: ${path} is not JSON`);
+    throw new UsageError(`--result: ${path} is not JSON`, { code: 'ERR_INPUT' });
   }
   const b = (j as { resultCborBase64?: unknown } | null)?.resultCborBase64;
   if (typeof b !== 'string' || b.length === 0 || Buffer.from(b, 'base64').toString('base64') !== b)
-    throw new UsageError(`--result: ${path} has no resultCborBase64 (not a file written by \`enclavekit run --out\`)`);
+    throw new UsageError(`--result: ${path} has no resultCborBase64 (not a file written by \`enclavekit run --out\`)`, { code: 'ERR_INPUT' });
   return new Uint8Array(Buffer.from(b, 'base64'));
 }
 
@@ -75,14 +82,22 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
     }),
+    'audit verify',
   );
   if (values.help) {
     io.stdout.write(HELP);
     return EXIT_OK;
   }
   const [sub, file, ...extra] = positionals;
-  if (sub !== 'verify') throw new UsageError('expected `audit verify FILE` (see --help)');
-  if (!file || extra.length > 0) throw new UsageError('expected exactly one FILE');
+  if (sub !== 'verify') throw new UsageError(sub === undefined ? 'expected `audit verify FILE`' : `unknown subcommand "${sub}": expected \`audit verify FILE\``, { help: 'audit verify' });
+  if (!file || extra.length > 0) throw new UsageError(`expected exactly one audit log FILE, got ${file ? 1 + extra.length : 0}`, { help: 'audit verify' });
+  try {
+    const st = await stat(file);
+    if (!st.isFile()) throw new UsageError(`audit log ${file} is not a file`, { code: 'ERR_INPUT' });
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw fileError(e, file, 'audit log');
+  }
 
   const pcrs = new Map<number, Uint8Array>();
   for (const p of values['expect-pcr'] ?? []) {
@@ -125,11 +140,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     r = await verifyAuditLog(file, { ...(expect ? { expect } : {}), later });
   } catch (e) {
     // A --result whose document does not decode is the caller's input, not the log's fault.
-    if (isToolkitError(e) && e.code === 'ERR_RESULT_INVALID') throw new UsageError(`--result: not an attested result document (${e.message})`);
+    if (isToolkitError(e) && e.code === 'ERR_RESULT_INVALID') throw new UsageError(`--result: not an attested result document (${e.message})`, { code: 'ERR_INPUT' });
     throw e;
   }
+  const broken = r.ok ? undefined : `audit log BROKEN at line ${r.firstBroken!.line} (${r.firstBroken!.reason}): ${r.firstBroken!.detail}; ${r.entries} entries before it verify (${r.mode})`;
   if (values.json) {
-    io.stdout.write(JSON.stringify(r) + '\n');
+    writeJson(io.stdout, r.ok ? r : { ...r, ok: false, code: 'ERR_AUDIT_INVALID', reason: r.firstBroken!.reason, message: broken, exit: EXIT_INVALID });
   } else {
     const how =
       r.mode === 'evidence'
@@ -137,7 +153,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         : 'CHAIN ONLY: evidence NOT re-verified (a hostile host can forge this)';
     const extras = `${r.checked.chains} worker chain(s)${later.length ? `, ${r.checked.later} of ${later.length} result file(s) found in the log` : ''}`;
     if (r.ok) io.stdout.write(`audit log intact: ${r.entries} entries; ${how}; ${extras}\n`);
-    else io.stdout.write(`audit log BROKEN at line ${r.firstBroken!.line} (${r.firstBroken!.reason}): ${r.firstBroken!.detail}; ${r.entries} entries before it verify (${r.mode})\n`);
+    else io.stdout.write(`${broken}\n`);
   }
   return r.ok ? EXIT_OK : EXIT_INVALID;
 }

@@ -24,18 +24,23 @@ import type { ReleasePolicy } from '../../enclave/protocol/index.js';
 import { runJob, type RunOutcome } from '../run.js';
 import { startSimStack, simImageId, type SimStack } from '../sim-stack.js';
 import { packageRoot } from '../worker-process.js';
-import { createProgress } from '../progress.js';
+import { createProgress, type TerminalProgress } from '../progress.js';
 import { appendAuditEntry, auditRecordFromOutcome, verifyAuditLog } from '../audit.js';
-import { EXIT_INVALID, EXIT_OK, UsageError, usage, type CliIO } from './io.js';
+import { EXIT_INVALID, EXIT_OK, UsageError, errorJson, exitCodeOf, usage, writeJson, type CliIO } from './io.js';
 
-const HELP = `usage: enclavekit demo [--records N] [--verbose]
+const HELP = `usage: enclavekit demo [--records N] [--verbose] [--json]
 
 Runs the pipeline end to end in simulator mode: KMS simulator, key policy bound to the worker
 image's PCR0, synthetic dataset with encrypted fields, worker process, attested and verified
 aggregates; then shows KMS denying the key to a worker built as a different image.
 
   --records N   dataset size (default 100000)
-  --verbose     print worker, proxy and KMS log lines
+  --verbose     print worker, proxy and KMS log lines (on standard error)
+  --json        print one JSON object with the outcome of each step on standard output; the
+                narration goes to standard error
+
+Exit status: 0 the result verified, the policy-breaking query was refused and image B was denied;
+1 one of those did not hold; 2 usage; 3 the simulator stack could not start or failed.
 `;
 
 export const DEMO_QUERY = {
@@ -125,9 +130,11 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       options: {
         records: { type: 'string' },
         verbose: { type: 'boolean' },
+        json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
+    'demo',
   );
   if (values.help) {
     io.stdout.write(HELP);
@@ -135,8 +142,18 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   }
   const records = values.records === undefined ? 100_000 : Number(values.records);
   if (!Number.isSafeInteger(records) || records < 1 || records > 10_000_000) throw new UsageError('--records must be an integer from 1 to 10000000');
-  const say = (s: string) => io.stdout.write(`${s}\n`);
+  const json = values.json === true;
+  // With --json, stdout carries only the final object; the narration goes to stderr.
+  const say = (s: string) => (json ? io.stderr : io.stdout).write(`${s}\n`);
   const verbose = values.verbose === true;
+  // Verbose log lines go around the progress bar while it is drawn.
+  let bar: TerminalProgress | undefined;
+  const log = (l: string) => verbose && (bar ? bar.log(l) : io.stderr.write(`${l}\n`));
+  const fail = (code: string, message: string, exit: number, extra: Record<string, unknown> = {}): number => {
+    say(message);
+    if (json) writeJson(io.stdout, errorJson({ code, message }, exit, extra));
+    return exit;
+  };
   const t0 = performance.now();
   const secs = () => ((performance.now() - t0) / 1000).toFixed(1);
 
@@ -149,7 +166,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    stack = await startSimStack({ log: (l) => verbose && io.stderr.write(`${l}\n`) });
+    stack = await startSimStack({ log });
     say(`enclavekit demo: simulator mode, temporary state in ${stack.dir}`);
 
     const bundle = await readFile(workerBundle());
@@ -162,12 +179,14 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     await stack.startKms();
     say(`[${secs()}s] KMS simulator on ${stack.kmsUrl} (trusting this demo's simulator root); KMS proxy on ${stack.kmsProxySocket}`);
     const keyId = await stack.createEnclaveKey(workerA.pcr0);
-    say(`[${secs()}s] KMS key ${keyId}: policy releases data keys only to a Recipient attesting PCR0 = image A`);
+    say(`[${secs()}s] KMS key ${keyId} (created by the key admin): its policy lets only the data owner generate data keys and releases them only to the instance role with a Recipient attesting PCR0 = image A; the simulator checks each request's SigV4 signature and evaluates the policy for its signer`);
 
     const plain = join(stack.dir, 'customers.ndjson');
     await writeSyntheticDataset(plain, { count: records, seed: 42 });
     const encrypted = join(stack.dir, 'customers.enc.ndjson');
-    const kms = new KmsDataKeySource({ endpoint: stack.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'demo', secretAccessKey: 'demo' } });
+    // The data owner's credentials (a role session the stack made in its state folder): only it may
+    // generate data keys under the key's policy.
+    const kms = new KmsDataKeySource({ endpoint: stack.kmsUrl, region: 'us-east-1', credentials: await stack.credentials('data-owner') });
     let manifest;
     try {
       manifest = await encryptDataset({ input: plain, format: 'ndjson', fields: DEMO_FIELDS, idField: 'id', datasetId: 'demo-customers', keyId, kms, output: encrypted, policy: DEMO_POLICY });
@@ -177,8 +196,10 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     say(`[${secs()}s] synthetic dataset: ${records} customers (seed 42); encrypted fields: ${DEMO_FIELDS.join(', ')}`);
 
     const root = await stack.simulatorRoot();
+    const st = stack;
+    const roleCredentials = () => st.credentials('role');
     const query = DEMO_QUERY as unknown as Record<string, unknown>;
-    const progress = createProgress({ stream: io.stderr as NodeJS.WritableStream & { isTTY?: boolean } });
+    const progress = (bar = createProgress({ stream: io.stderr as NodeJS.WritableStream & { isTTY?: boolean } }));
     const wA = workerA;
     const out = await runJob({
       dataset: encrypted,
@@ -186,13 +207,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       query,
       connect: () => connectEnclave({ kind: 'unix', path: wA.socketPath }),
       expect: { pcrs: new Map([[0, wA.pcr0]]), simulatorRoots: [root] },
+      // The instance role's session: the worker signs its KMS Decrypt (with Recipient) with it.
+      credentials: roleCredentials,
       now: io.now,
       progress,
     });
-    if (!out.ok) {
-      say(`job FAILED at ${out.error.stage}: ${out.error.code}: ${out.error.message}`);
-      return EXIT_INVALID;
-    }
+    if (!out.ok) return fail(out.error.code, `job FAILED at ${out.error.stage}: ${out.error.code}: ${out.error.message}`, exitCodeOf(out.error), { step: 'result' });
     await writeFile(join(stack.dir, 'result.cbor'), out.resultBytes);
     say(`[${secs()}s] job ${out.jobId}: aggregates from worker image A\n`);
     say(renderAggregates(out));
@@ -208,12 +228,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       query: DEMO_REFUSED_QUERY,
       connect: () => connectEnclave({ kind: 'unix', path: wA.socketPath }),
       expect: { pcrs: new Map([[0, wA.pcr0]]), simulatorRoots: [root] },
+      // The instance role's session: the worker signs its KMS Decrypt (with Recipient) with it.
+      credentials: roleCredentials,
       now: io.now,
     });
-    if (refused.ok || refused.error.code !== 'ERR_QUERY_REFUSED' || !refused.refusal) {
-      say(`UNEXPECTED: the owner's release policy did not refuse grouping by email (${refused.ok ? 'released' : refused.error.code})`);
-      return EXIT_INVALID;
-    }
+    if (refused.ok || refused.error.code !== 'ERR_QUERY_REFUSED' || !refused.refusal)
+      return fail('ERR_DEMO_UNEXPECTED', `UNEXPECTED: the owner's release policy did not refuse grouping by email (${refused.ok ? 'released' : refused.error.code})`, EXIT_INVALID, { step: 'refusal' });
     say(
       `\n[${secs()}s] query grouping by email REFUSED by the owner's release policy before any key was fetched or record read ` +
         `(attested refusal, reason ${refused.refusal.doc.reason}): ${refused.error.message}`,
@@ -228,16 +248,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       query,
       connect: () => connectEnclave({ kind: 'unix', path: wB.socketPath }),
       expect: { pcrs: new Map([[0, wB.pcr0]]), simulatorRoots: [root] },
+      credentials: roleCredentials,
       now: io.now,
     });
-    if (denied.ok) {
-      say('UNEXPECTED: image B obtained the key; the key policy did not hold');
-      return EXIT_INVALID;
-    }
-    if (!/AccessDeniedException/.test(denied.error.message)) {
-      say(`UNEXPECTED failure for image B: ${denied.error.code}: ${denied.error.message}`);
-      return EXIT_INVALID;
-    }
+    if (denied.ok) return fail('ERR_DEMO_UNEXPECTED', 'UNEXPECTED: image B obtained the key; the key policy did not hold', EXIT_INVALID, { step: 'denial' });
+    if (!/AccessDeniedException/.test(denied.error.message))
+      return fail(denied.error.code, `UNEXPECTED failure for image B: ${denied.error.code}: ${denied.error.message}`, exitCodeOf(denied.error), { step: 'denial' });
     say(`[${secs()}s] KMS DENIED image B the data key: ${denied.error.message}`);
     say('nothing was released by image B: the job failed before any record was decrypted');
     const audit = join(stack.dir, 'audit.log');
@@ -253,15 +269,32 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         { pcrs: new Map([[0, wB.pcr0]]), simulatorRoots: [root] },
       ],
     });
-    if (!chain.ok) {
-      say(`UNEXPECTED: the demo's audit log does not verify: ${JSON.stringify(chain.firstBroken)}`);
-      return EXIT_INVALID;
-    }
+    if (!chain.ok) return fail('ERR_AUDIT_INVALID', `UNEXPECTED: the demo's audit log does not verify: ${JSON.stringify(chain.firstBroken)}`, EXIT_INVALID, { step: 'audit' });
     say(
       `audit log: ${chain.entries} entries (image A verified, the email query refused, image B denied), each with the ` +
         `worker's attested document; evidence re-verified, host and worker chains intact`,
     );
     say(`\ndemo finished in ${secs()} s`);
+    if (json)
+      writeJson(io.stdout, {
+        ok: true,
+        records,
+        seconds: Number(secs()),
+        result: {
+          jobId: out.jobId,
+          verified: true,
+          platform: out.verification.platform,
+          pcr0: out.verification.pcrs['0'],
+          records: out.result.counts.records,
+          groups: out.result.counts.groups,
+          suppressedGroups: out.result.counts.suppressedGroups,
+          resultDigest: out.resultDigest,
+          aggregates: out.result.groups.map((g) => ({ key: g.key, count: g.count, aggregates: g.aggregates })),
+        },
+        refused: { jobId: refused.jobId, code: refused.error.code, reason: refused.error.reason ?? null, attested: true },
+        denied: { jobId: denied.jobId, code: denied.error.code, reason: denied.error.reason ?? null, stage: denied.error.stage, pcr0: toHex(workerB.pcr0) },
+        audit: { entries: chain.entries, ok: chain.ok, mode: chain.mode },
+      });
     return EXIT_OK;
   } finally {
     process.off('SIGINT', onSignal);

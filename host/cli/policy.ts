@@ -4,10 +4,10 @@
  *   enclavekit policy --pcr N=HEX... [--image-sha384 HEX] --key-admin ARN --data-owner ARN --role ARN [--account ID]
  */
 import { parseArgs } from 'node:util';
-import { buildEnclaveKeyPolicy } from '../key-policy.js';
-import { EXIT_OK, UsageError, usage, type CliIO } from './io.js';
+import { buildEnclaveKeyPolicy, pcr3ForRoleArn, pcr4ForInstanceId } from '../key-policy.js';
+import { EXIT_OK, UsageError, usage, writeJson, type CliIO } from './io.js';
 
-const HELP = `usage: enclavekit policy --pcr N=HEX... [--image-sha384 HEX] --key-admin ARN --data-owner ARN --role ARN [--account ID]
+const HELP = `usage: enclavekit policy --pcr N=HEX... [--eif FILE.eif] [--image-sha384 HEX] --key-admin ARN --data-owner ARN --role ARN [--account ID]
 
 Print a KMS key policy (JSON) for a real AWS key or the simulator, naming three distinct IAM roles or
 users (never the account root, an account id or "*"): the key admin manages the key and never uses
@@ -23,6 +23,14 @@ attestation is denied to everyone.
   --data-owner ARN     required: IAM role/user that creates data keys (no Recipient, no Decrypt)
   --role ARN           required: IAM role of the parent instance whose credentials the enclave uses
   --account ID         12-digit id of the key's account: --key-admin and --data-owner must be in it
+  --pcr3-role-arn ARN  add PCR3 for a parent whose instance profile has this IAM role (AWS's formula
+                       SHA384(0^48 || ARN)); repeatable, values are alternatives like --pcr 3=
+  --pcr4-instance-id ID  add PCR4 for this parent instance id (SHA384(0^48 || ID)); repeatable
+  --eif FILE.eif       take PCR0, PCR1, PCR2 (and PCR8 when signed) from an EIF (its CRC and
+                       signature must check; see \`enclavekit eif describe\`)
+  --json               print {"ok":true,"policy":{...}} (or {"ok":false,...} on a usage error)
+
+Exit status: 0 printed, 2 usage error.
 `;
 
 function hex48(v: string, label: string): Uint8Array {
@@ -43,9 +51,14 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         'data-owner': { type: 'string' },
         role: { type: 'string' },
         account: { type: 'string' },
+        'pcr3-role-arn': { type: 'string', multiple: true },
+        'pcr4-instance-id': { type: 'string', multiple: true },
+        eif: { type: 'string' },
+        json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
+    'policy',
   );
   if (values.help) {
     io.stdout.write(HELP);
@@ -55,7 +68,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   const add = (list: Uint8Array[], v: Uint8Array): void => {
     if (!list.some((x) => Buffer.from(x).equals(Buffer.from(v)))) list.push(v);
   };
-  for (const p of values.pcr ?? []) {
+  // --eif FILE.eif: PCR0/1/2 (and PCR8 when signed) of a valid image, as if given with --pcr.
+  const fromEif = values.eif !== undefined ? await (await import('./eif.js')).pcrArgsFromEif(values.eif) : [];
+  for (const p of [...fromEif, ...(values.pcr ?? [])]) {
     const m = /^(\d{1,2})=(.*)$/.exec(p);
     if (!m) throw new UsageError(`--pcr expects N=HEX, got ${JSON.stringify(p.slice(0, 40))}`);
     const n = Number(m[1]);
@@ -63,6 +78,20 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     const list = pcrs.get(n) ?? [];
     add(list, hex48(m[2]!, `--pcr ${n}`));
     pcrs.set(n, list);
+  }
+  // PCR3 / PCR4 from the parent's role ARN and instance id, as AWS documents them.
+  for (const [flag, index, compute] of [['pcr3-role-arn', 3, pcr3ForRoleArn], ['pcr4-instance-id', 4, pcr4ForInstanceId]] as const) {
+    for (const v of values[flag] ?? []) {
+      let pcr: Uint8Array;
+      try {
+        pcr = compute(v);
+      } catch (e) {
+        throw new UsageError(`--${flag}: ${(e as Error).message}`);
+      }
+      const list = pcrs.get(index) ?? [];
+      add(list, pcr);
+      pcrs.set(index, list);
+    }
   }
   const images: Uint8Array[] = [];
   for (const v of values['image-sha384'] ?? []) add(images, hex48(v, '--image-sha384'));
@@ -87,6 +116,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     if (e instanceof TypeError || e instanceof RangeError) throw new UsageError(e.message);
     throw e;
   }
-  io.stdout.write(text + '\n');
+  // --json: the same policy inside one result object, like every other command's --json.
+  if (values.json) writeJson(io.stdout, { ok: true, policy: JSON.parse(text) as unknown });
+  else io.stdout.write(text + '\n');
   return EXIT_OK;
 }

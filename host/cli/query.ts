@@ -3,13 +3,13 @@
  * query under the owner's sealed release policy, offline. The same function the worker runs before it
  * fetches a key (enclave/protocol/release-policy.ts), so the verdict is the worker's.
  *
- * Exit 0 allowed, 1 refused (reason given), 2 usage, unreadable or malformed input.
+ * Exit 0 allowed, 1 refused (reason given), 2 usage, an invalid query, unreadable or malformed input.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ToolkitError } from '../../attestation/errors.js';
 import { DEFAULT_RELEASE_POLICY, checkQueryAgainstPolicy, parseManifest } from '../../enclave/protocol/index.js';
-import { EXIT_INVALID, EXIT_OK, UsageError, usage, type CliIO } from './io.js';
+import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, UsageError, errorJson, fileError, usage, writeJson, type CliIO } from './io.js';
 
 const HELP = `usage: enclavekit query check --manifest FILE --query FILE [--at ISO-TIME] [--json]
 
@@ -22,19 +22,20 @@ the enclave, which holds the data keys.
   --manifest FILE   the sealed manifest written by \`enclavekit encrypt\`
   --query FILE      the query (JSON)
   --at ISO-TIME     judge expiry at this time (default: now)
-  --json            one JSON object: {"ok":true,"allowed":true,...} or {"ok":true,"allowed":false,"code":...,"reason":...}
+  --json            one JSON object: {"ok":true,"allowed":true,...}, {"ok":true,"allowed":false,"code":...,"reason":...}
+                    (refused), or {"ok":false,"code":...,"message":...} (usage, invalid query, unreadable file)
 
-Exit status: 0 allowed, 1 refused, 2 usage or malformed input.
+Exit status: 0 allowed, 1 refused, 2 usage, an invalid query or malformed input.
 `;
 
 async function readSmall(path: string, label: string): Promise<string> {
   try {
     const st = await stat(path);
-    if (st.size > 4 * 1024 * 1024) throw new UsageError(`${label}: ${path} is larger than 4 MiB`);
+    if (st.size > 4 * 1024 * 1024) throw new UsageError(`${label}: ${path} is larger than 4 MiB`, { code: 'ERR_INPUT' });
     return await readFile(path, 'utf8');
   } catch (e) {
     if (e instanceof UsageError) throw e;
-    throw new UsageError(`${label}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw fileError(e, path, label);
   }
 }
 
@@ -52,13 +53,15 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
     }),
+    'query check',
   );
   if (values.help) {
     io.stdout.write(HELP);
     return EXIT_OK;
   }
-  if (positionals[0] !== 'check' || positionals.length !== 1) throw new UsageError('expected `query check --manifest FILE --query FILE` (see --help)');
-  if (!values.manifest || !values.query) throw new UsageError('--manifest and --query are required');
+  if (positionals[0] !== 'check' || positionals.length !== 1)
+    throw new UsageError(positionals[0] === undefined || positionals[0] === 'check' ? 'expected `query check --manifest FILE --query FILE`' : `unknown subcommand "${positionals[0]}": expected \`query check\``, { help: 'query check' });
+  if (!values.manifest || !values.query) throw new UsageError('--manifest and --query are required', { help: 'query check' });
   let now = io.now();
   if (values.at !== undefined) {
     now = new Date(values.at);
@@ -70,7 +73,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     query = JSON.parse(await readSmall(values.query, '--query'));
   } catch (e) {
     if (e instanceof UsageError) throw e;
-    throw new UsageError(`--query: ${values.query} is not JSON`);
+    throw new UsageError(`--query: ${values.query} is not JSON`, { code: 'ERR_INPUT' });
   }
   try {
     const r = checkQueryAgainstPolicy(query, manifest, now);
@@ -91,10 +94,16 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       );
     return EXIT_OK;
   } catch (e) {
-    if (e instanceof ToolkitError && (e.code === 'ERR_QUERY_REFUSED' || e.code === 'ERR_QUERY_INVALID')) {
-      if (values.json) io.stdout.write(JSON.stringify({ ok: true, allowed: false, code: e.code, reason: e.reason ?? null, message: e.message }) + '\n');
+    if (e instanceof ToolkitError && e.code === 'ERR_QUERY_REFUSED') {
+      if (values.json) writeJson(io.stdout, { ok: true, allowed: false, code: e.code, reason: e.reason ?? null, message: e.message });
       else io.stdout.write(`refused: ${e.code} (${e.reason}): ${e.message}\n`);
-      return e.code === 'ERR_QUERY_INVALID' ? 2 : EXIT_INVALID;
+      return EXIT_INVALID;
+    }
+    // Not a verdict: the query itself is not one (its JSON path is the reason).
+    if (e instanceof ToolkitError && e.code === 'ERR_QUERY_INVALID') {
+      if (values.json) writeJson(io.stdout, errorJson({ code: e.code, reason: e.reason, message: e.message }, EXIT_USAGE));
+      io.stderr.write(`enclavekit query check: invalid query: ${e.code} (${e.reason}): ${e.message}\n`);
+      return EXIT_USAGE;
     }
     throw e;
   }

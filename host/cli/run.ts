@@ -5,10 +5,10 @@
  *     [--expect-pcr N=HEX]... [--expect-measurement HEX]
  *     [--trust-simulator-root PEM | --sim-state DIR] [--kms-allow HOST:PORT]... [--kms-allow-file YAML]
  *     [--kms-endpoint URL] [--kms-listen vsock:PORT|unix:PATH] [--image-id HEX | --image FILE]
- *     --out RESULT.json [--audit FILE] [--batch N]
+ *     --out RESULT.json|- [--audit FILE] [--batch N] [--json]
  *
- * Exit 0: the job ran and its result verified. 1: the job failed or did not verify (the audit log
- * says why; no RESULT.json is written). 2: usage.
+ * Exit (exit.ts): 0 the result verified; 1 a verdict (evidence, refusal, key denied; no RESULT.json
+ * is written, the audit log says why); 2 usage or input; 3 the worker or KMS unreachable or failing.
  */
 import { parseArgs } from 'node:util';
 import { mkdtemp, readFile, rm, writeFile, rename, stat } from 'node:fs/promises';
@@ -21,11 +21,12 @@ import { appendAuditEntry, auditRecordFromOutcome } from '../audit.js';
 import { connectEnclave, parseEnclaveTarget } from '../enclave-conn.js';
 import { hostPortOfUrl, parseAllowlistYaml, parseHostPort, startKmsProxy, type HostPort, type KmsProxy } from '../kms-proxy.js';
 import { readRootsPem, readSimulatorRootFromState } from '../kms-sim/sim-root.js';
-import { createProgress } from '../progress.js';
 import { datasetDigestOfFile, runJob, type RunOutcome } from '../run.js';
+import { parentCredentials } from '../credentials.js';
 import { readSnpSimulatorRootFromState, simImageIdFromFiles, simPcr0 } from '../sim-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../worker-process.js';
-import { EXIT_INVALID, EXIT_OK, UsageError, usage, type CliIO } from './io.js';
+import { createProgress, type TerminalProgress } from '../progress.js';
+import { EXIT_OK, UsageError, errorJson, exitCodeOf, fileError, usage, writeJson, type CliIO } from './io.js';
 
 const HELP = `usage: enclavekit run --dataset FILE --manifest FILE --query FILE --enclave TARGET --out RESULT.json [options]
 
@@ -39,17 +40,31 @@ Run a query over an encrypted dataset in an enclave worker; verify the attested 
   --expect-measurement HEX    expected SEV-SNP MEASUREMENT
   --trust-simulator-root PEM  trust this simulator root (simulator evidence only verifies with it)
   --sim-state DIR             simulator state folder (its root is trusted; sim: the worker's state)
-  --image-id HEX | --image F  sim: the simulated worker image
+  --image-id HEX | --image F  sim: the simulated worker image (default: the worker bundle, whose
+                              PCR0 \`enclavekit sim image-id\` prints)
   --kms-endpoint URL          KMS endpoint the worker uses (sim); the proxy forwards to it
   --kms-allow HOST:PORT       allow the KMS proxy to reach this endpoint (repeatable)
   --kms-allow-file YAML       allowlist in vsock-proxy's format
   --kms-listen EP             where the KMS proxy listens for a real enclave: vsock:PORT or unix:PATH
-  --out RESULT.json           result: aggregates, evidence (base64) and verification outcome
+  --out RESULT.json           result: aggregates, evidence (base64) and verification outcome;
+                              - writes it to standard output (the summary then goes to standard error)
   --audit FILE                append an audit entry with the worker's attested result or refusal (also on failure)
   --ledger FILE               keep the datasets' sealed privacy ledgers here (JSON); sent to the worker
                               with each job and replaced by what it returns, so a restarted worker
                               still knows what each dataset has spent
   --batch N                   records per frame (default 500)
+  --credentials chain|none    the AWS credentials handed to the attested worker for its KMS requests:
+                              chain (default) = the AWS SDK's default provider chain on this host
+                              (instance profile via IMDSv2, environment, SSO, ...); none = send none
+                              (the worker then refuses the job: ERR_KMS_REQUEST, no_credentials).
+                              Simulated workers need a simulator principal's, e.g. eval "$(enclavekit
+                              sim kms credentials add --state DIR --principal ROLE_ARN --session)"
+  --allow-long-term-credentials  also hand over long-term access keys (no session token)
+  --json                      print one JSON object: a summary of the verified result, or
+                              {"ok":false,"code","reason","stage","message","exit"}
+
+Exit status: 0 the result verified, 1 refused or did not verify (evidence, release policy, key
+denied), 2 usage or input error, 3 the worker or KMS unreachable or failing, or a timeout.
 `;
 
 function hexArg(v: string, label: string, len?: number): Uint8Array {
@@ -63,10 +78,15 @@ async function readBounded(path: string, max: number, label: string): Promise<Bu
   try {
     st = await stat(path);
   } catch (e) {
-    throw new UsageError(`${label}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw fileError(e, path, label);
   }
-  if (st.size > max) throw new UsageError(`${label}: ${path} is larger than ${max} bytes`);
-  return readFile(path);
+  if (!st.isFile()) throw new UsageError(`${label}: ${path} is not a file`, { code: 'ERR_INPUT' });
+  if (st.size > max) throw new UsageError(`${label}: ${path} is larger than ${max} bytes`, { code: 'ERR_INPUT' });
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw fileError(e, path, label);
+  }
 }
 
 /** The host's ledger file: seal digest (hex) -> base64 of the sealed ledger the worker returned. */
@@ -76,16 +96,16 @@ async function readLedgers(path: string): Promise<Record<string, string>> {
     text = await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new UsageError(`--ledger: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw fileError(e, path, '--ledger');
   }
   let v: unknown;
   try {
     v = JSON.parse(text);
   } catch {
-    throw new UsageError(`--ledger: ${path} is not JSON`);
+    throw new UsageError(`--ledger: ${path} is not JSON`, { code: 'ERR_INPUT' });
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v) || Object.entries(v).some(([k, b]) => !/^[0-9a-f]{96}$/.test(k) || typeof b !== 'string' || b.length > 8192))
-    throw new UsageError(`--ledger: ${path} is not a ledger file (seal digest -> base64)`);
+    throw new UsageError(`--ledger: ${path} is not a ledger file (seal digest -> base64)`, { code: 'ERR_INPUT' });
   return v as Record<string, string>;
 }
 
@@ -104,6 +124,9 @@ export function resultFileJson(out: Extract<RunOutcome, { ok: true }>): unknown 
     resultDigest: out.resultDigest,
     resultCborBase64: Buffer.from(out.resultBytes).toString('base64'),
     evidenceBase64: Buffer.from(out.evidence).toString('base64'),
+    // What the evidence binds besides the result: `enclavekit result verify` re-checks both offline.
+    ...(out.jobNonce ? { nonce: Buffer.from(out.jobNonce).toString('hex') } : {}),
+    ...(out.verification.publicKey ? { publicKeyBase64: Buffer.from(out.verification.publicKey).toString('base64') } : {}),
     verification: {
       verified: true,
       format: out.verification.format,
@@ -113,6 +136,21 @@ export function resultFileJson(out: Extract<RunOutcome, { ok: true }>): unknown 
       checks: ['evidence chain and signature', 'expected measurements', 'nonce', 'user_data = SHA-384(result)', 'same worker key as the hello attestation', 'job, dataset digest, query digest and record count'],
     },
   };
+}
+
+/** What to do about a failed job, where the error alone does not say (the endpoint, the key). */
+function failureHint(error: { code: string; reason?: string }, ctx: { target: string; kmsEndpoint: string | undefined; manifest: KeyManifest }): string | undefined {
+  if (error.code === 'ERR_JOB_FAILED' && (error.reason === 'connect' || error.reason === 'connect_timeout'))
+    return ctx.target === 'sim' ? 'the simulated worker did not accept the connection' : `is the worker running and listening at ${ctx.target} (\`enclavekit enclave --listen ...\`)?`;
+  if (error.code === 'ERR_KMS_UNREACHABLE')
+    return `the worker could not reach KMS${ctx.kmsEndpoint ? ` at ${ctx.kmsEndpoint} (through the KMS proxy)` : ''}: is it running, and is it allow-listed (--kms-allow)?`;
+  if (error.code === 'ERR_KMS_REQUEST' && error.reason === 'NotFoundException') {
+    const arns = [...new Set(Object.values(ctx.manifest.keys).map((k) => k.keyId))];
+    return `the manifest's key ${arns.join(', ')} does not exist${ctx.kmsEndpoint ? ` at ${ctx.kmsEndpoint}` : ''} (another account, region or KMS?)`;
+  }
+  if (error.code === 'ERR_KMS_REQUEST' && error.reason === 'AccessDeniedException')
+    return "the key policy does not release the key to this worker's attested image (check the PCRs in `enclavekit policy`)";
+  return undefined;
 }
 
 export async function run(argv: string[], io: CliIO): Promise<number> {
@@ -136,19 +174,27 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         'kms-allow-file': { type: 'string' },
         'kms-endpoint': { type: 'string' },
         'kms-listen': { type: 'string' },
+        credentials: { type: 'string' },
+        'allow-long-term-credentials': { type: 'boolean' },
         out: { type: 'string' },
         audit: { type: 'string' },
         ledger: { type: 'string' },
         batch: { type: 'string' },
+        json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
+    'run',
   );
   if (values.help) {
     io.stdout.write(HELP);
     return EXIT_OK;
   }
-  for (const k of ['dataset', 'manifest', 'query', 'enclave', 'out'] as const) if (!values[k]) throw new UsageError(`--${k} is required`);
+  const missing = (['dataset', 'manifest', 'query', 'enclave', 'out'] as const).filter((k) => !values[k]);
+  if (missing.length > 0) throw new UsageError(`${missing.map((k) => `--${k}`).join(', ')} ${missing.length === 1 ? 'is' : 'are'} required`, { help: 'run' });
+  const json = values.json === true;
+  const outPath = values.out!;
+  const toStdout = outPath === '-';
   const target = (() => {
     try {
       return parseEnclaveTarget(values.enclave!);
@@ -185,7 +231,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     if (q === null || typeof q !== 'object' || Array.isArray(q)) throw new Error('not an object');
     query = q as Record<string, unknown>;
   } catch {
-    throw new UsageError('--query: not a JSON object');
+    throw new UsageError(`--query: ${values.query} is not a JSON object`, { code: 'ERR_INPUT' });
   }
   await readBounded(values.dataset!, Number.MAX_SAFE_INTEGER, '--dataset');
 
@@ -199,7 +245,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     throw e;
   }
 
-  const log = (l: string) => io.stderr.write(`${l}\n`);
+  // Log lines (the worker's, the KMS proxy's) go around the progress bar while it is drawn.
+  let bar: TerminalProgress | undefined;
+  const log = (l: string) => (bar ? bar.log(l) : io.stderr.write(`${l}\n`));
   const tmp = await mkdtemp(join(tmpdir(), 'enclavekit-run-'));
   let proxy: KmsProxy | undefined;
   let worker: WorkerProcess | undefined;
@@ -243,8 +291,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       const stateDir = values['sim-state'];
       if (!stateDir) throw new UsageError('--enclave sim needs --sim-state DIR (the simulator state the KMS simulator trusts)');
       if (values['image-id'] && values.image) throw new UsageError('give --image-id or --image, not both');
-      const imageId = values['image-id'] ? hexArg(values['image-id'], '--image-id', 48) : values.image ? await simImageIdFromFiles(values.image) : undefined;
-      if (!imageId) throw new UsageError('--enclave sim needs --image-id HEX or --image FILE');
+      // Default: the worker bundle, as the demo's image A and `enclavekit sim image-id` (same PCR0).
+      const imageId = values['image-id'] ? hexArg(values['image-id'], '--image-id', 48) : await simImageIdFromFiles(values.image ?? [(await import('./sim-image-id.js')).workerBundle()]);
       worker = await startWorkerProcess({
         socketPath: join(tmp, 'worker.sock'),
         args: ['--platform', 'simulator', '--sim-state', stateDir, '--image-id', toHex(imageId), '--kms', `unix:${join(tmp, 'kms.sock')}`, '--kms-endpoint', kmsEndpoint!],
@@ -270,6 +318,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     const sealHex = toHex(sealDigest(manifestBody(manifest)));
     const ledgers = values.ledger ? await readLedgers(values.ledger) : {};
     const held = ledgers[sealHex];
+    // The parent's credentials go to the worker only after its attestation verified (host/run.ts).
+    const credentialMode = values.credentials ?? 'chain';
+    if (credentialMode !== 'chain' && credentialMode !== 'none') throw new UsageError('--credentials expects chain or none');
     const out = await runJob({
       ...(held ? { ledger: new Uint8Array(Buffer.from(held, 'base64')) } : {}),
       dataset: values.dataset!,
@@ -284,8 +335,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       },
       now: io.now,
       ...(batch !== undefined ? { batchSize: batch } : {}),
-      progress: createProgress({ stream: io.stderr as NodeJS.WritableStream & { isTTY?: boolean }, totalBytes: total }),
+      progress: (bar = createProgress({ stream: io.stderr as NodeJS.WritableStream & { isTTY?: boolean }, totalBytes: total })),
       log,
+      ...(credentialMode === 'chain' ? { credentials: parentCredentials({ allowLongTerm: values['allow-long-term-credentials'] === true, log, env: io.env }) } : {}),
     });
     if (values.ledger && out.ledger) {
       ledgers[sealHex] = Buffer.from(out.ledger).toString('base64');
@@ -297,14 +349,41 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       await appendAuditEntry(values.audit, auditRecordFromOutcome(out, { datasetDigest }), io.now);
     }
     if (!out.ok) {
-      io.stderr.write(`enclavekit run: job ${out.jobId} FAILED at ${out.error.stage}: ${out.error.code}: ${out.error.message}\n`);
-      return EXIT_INVALID;
+      const exit = exitCodeOf(out.error);
+      const hint = failureHint(out.error, { target: values.enclave!, kmsEndpoint, manifest });
+      // The code and reason are printed once, in front (runJob's refusal text repeats them).
+      const said = out.error.message.replace(`the worker refused the job: ${out.error.code} (${out.error.reason}): `, 'the worker refused the job: ');
+      const message = hint ? `${said}: ${hint}` : said;
+      if (json)
+        writeJson(io.stdout, errorJson({ code: out.error.code, reason: out.error.reason, message }, exit, { stage: out.error.stage, jobId: out.jobId, attested: out.refusal !== undefined }));
+      io.stderr.write(`enclavekit run: job ${out.jobId} FAILED at ${out.error.stage}: ${out.error.code}${out.error.reason ? ` (${out.error.reason})` : ''}: ${message}\n`);
+      return exit;
     }
-    await writeAtomic(values.out!, JSON.stringify(resultFileJson(out), null, 2) + '\n');
-    io.stdout.write(
-      `job ${out.jobId}: ${out.records} records, ${out.result.counts.groups} groups${out.result.counts.suppressedGroups === null ? '' : ` (${out.result.counts.suppressedGroups} suppressed)`}; ` +
-        `result verified (${out.verification.platform}${out.verification.pcrs['0'] ? `, PCR0 ${out.verification.pcrs['0']}` : ''}); wrote ${values.out}\n`,
-    );
+    const file = resultFileJson(out);
+    // With --json, RESULT.json on stdout is the one JSON object, on one line.
+    if (toStdout) io.stdout.write((json ? JSON.stringify(file) : JSON.stringify(file, null, 2)) + '\n');
+    else await writeAtomic(outPath, JSON.stringify(file, null, 2) + '\n');
+    const c = out.result.counts;
+    if (json && !toStdout) {
+      writeJson(io.stdout, {
+        ok: true,
+        jobId: out.jobId,
+        records: out.records,
+        groups: c.groups,
+        suppressedGroups: c.suppressedGroups,
+        verified: true,
+        platform: out.verification.platform,
+        pcrs: out.verification.pcrs,
+        ...(out.verification.measurement ? { measurement: out.verification.measurement } : {}),
+        resultDigest: out.resultDigest,
+        out: outPath,
+      });
+    } else {
+      (toStdout ? io.stderr : io.stdout).write(
+        `job ${out.jobId}: ${out.records} records, ${c.groups} groups${c.suppressedGroups === null ? '' : ` (${c.suppressedGroups} suppressed)`}; ` +
+          `result verified (${out.verification.platform}${out.verification.pcrs['0'] ? `, PCR0 ${out.verification.pcrs['0']}` : ''}); wrote ${toStdout ? 'standard output' : outPath}\n`,
+      );
+    }
     return EXIT_OK;
   } finally {
     await worker?.stop().catch(() => undefined);

@@ -8,15 +8,28 @@
  */
 import { parseArgs } from 'node:util';
 import { decodeEvidenceText, toHex } from '../../attestation/bytes.js';
-import { AttestationError, isToolkitError } from '../../attestation/errors.js';
+import { AttestationError, isToolkitError, type ToolkitError } from '../../attestation/errors.js';
 import { verifySevSnp } from '../../attestation/sevsnp/node.js';
 import { parseSnpPolicy, type SnpPolicy } from '../../attestation/sevsnp/policy.js';
+import { snpPolicyFromMeasureJson } from '../../attestation/sevsnp/measure.js';
 import { certBytes, pemToDer } from '../../attestation/sevsnp/cert.js';
 import { SNP_PRODUCTS, type SnpProduct, type SnpTcb } from '../../attestation/sevsnp/abi.js';
 import type { VerifiedSnpReport } from '../../attestation/sevsnp/verify.js';
+import { parseCertificate } from '../../attestation/x509/cert.js';
 import { EXIT_OK, UsageError, usage, type CliIO } from './io.js';
-import { atFlag, helpRequested, hexFlag, readBounded, readEvidenceArg, readPolicyJson } from './verify-common.js';
-import { writeInvalid, writeValid } from './verify-output.js';
+import {
+  FlagError,
+  SNP_VERIFY_OPTIONS,
+  asFlagError,
+  atFlag,
+  helpRequested,
+  hexFlag,
+  readBounded,
+  readEvidenceArg,
+  readPolicyJson,
+  type VerifyValues,
+} from './verify-common.js';
+import { writeInvalid, writeValid, type OutputOptions, type ValidityWindow } from './verify-output.js';
 
 const HELP = `usage: enclavekit verify REPORT --cert VCEK|VLEK [options]
 
@@ -32,12 +45,13 @@ REPORT holds the 1184-byte report as raw bytes, base64 or hex; "-" reads standar
   --crl FILE           AMD's CRL (DER or PEM) for the product; a revoked ASK/ASVK fails
   --product NAME       Milan, Genoa or Turin (must agree with the report and the certificate)
   --at ISO-TIME        verification time (default: now), e.g. 2025-08-01T00:00:00Z
-  --allow-debug        accept guests whose policy allows debugging
+  --allow-debug        accept guests whose policy allows debugging; the output marks them
   --measurement HEX    expected MEASUREMENT (48 bytes); repeat to allow several
   --report-data HEX    expected REPORT_DATA (up to 64 bytes; shorter values are zero-padded)
   --policy FILE.json   SEV-SNP policy file (strict JSON, see README); flags override it
   --json               print one JSON object instead of a summary
 
+\`enclavekit verify --help\` lists the Nitro flags and how several FILEs are verified at once.
 Exit status: 0 valid, 1 invalid or policy violation, 2 usage or I/O error.
 `;
 
@@ -60,7 +74,8 @@ function certsFrom(bytes: Uint8Array, label: string): Uint8Array[] {
 async function loadPolicy(path: string): Promise<SnpPolicy> {
   const raw = await readPolicyJson(path, SNP_READ);
   try {
-    return parseSnpPolicy(raw);
+    // `enclavekit snp measure --json` output (or a list of them) is accepted as the policy file.
+    return parseSnpPolicy(snpPolicyFromMeasureJson(raw));
   } catch (e) {
     if (isToolkitError(e)) throw new UsageError(`--policy ${path}: ${e.message}`);
     throw e;
@@ -128,37 +143,19 @@ function summarize(r: VerifiedSnpReport): [string, string][] {
   ];
 }
 
-export async function runSnp(argv: string[], io: CliIO): Promise<number> {
-  if (helpRequested(argv, io, HELP)) return EXIT_OK;
-  const { values, positionals } = usage(() =>
-    parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        cert: { type: 'string' },
-        chain: { type: 'string' },
-        ark: { type: 'string', multiple: true },
-        'simulator-ark': { type: 'string', multiple: true },
-        'cert-table': { type: 'string' },
-        crl: { type: 'string', multiple: true },
-        product: { type: 'string' },
-        at: { type: 'string' },
-        'allow-debug': { type: 'boolean' },
-        measurement: { type: 'string', multiple: true },
-        'report-data': { type: 'string' },
-        policy: { type: 'string' },
-        json: { type: 'boolean' },
-      },
-    }),
-  );
-  if (positionals.length !== 1) throw new UsageError('expected exactly one REPORT (or - for standard input)\n\n' + HELP);
-  if (values.cert === undefined && values['cert-table'] === undefined)
-    throw new UsageError('an SEV-SNP report needs --cert VCEK|VLEK (or --cert-table)\n\n' + HELP);
-  const json = values.json === true;
-  const file = positionals[0]!;
-  const input = await readEvidenceArg(file, io, 'REPORT', SNP_READ);
+interface SnpSettings {
+  now: Date;
+  product: SnpProduct | undefined;
+  policy: SnpPolicy;
+  certInputs: { leaf?: Uint8Array; chain?: Uint8Array[]; table?: Uint8Array; crls?: Uint8Array[] };
+  roots: Uint8Array[] | undefined;
+  simulatorRoots: Uint8Array[] | undefined;
+}
 
+/** SEV-SNP flags -> verifier inputs, once per run (certificates, CRLs and policy are read once). */
+async function snpSettings(values: VerifyValues, io: CliIO): Promise<SnpSettings> {
+  if (values.cert === undefined && values['cert-table'] === undefined)
+    throw new FlagError('an SEV-SNP report needs --cert VCEK|VLEK (or --cert-table)\n\n' + HELP);
   const now = atFlag(values.at, io.now());
   let product: SnpProduct | undefined;
   if (values.product !== undefined) {
@@ -179,7 +176,7 @@ export async function runSnp(argv: string[], io: CliIO): Promise<number> {
     throw e;
   }
 
-  const certInputs: { leaf?: Uint8Array; chain?: Uint8Array[]; table?: Uint8Array; crls?: Uint8Array[] } = {};
+  const certInputs: SnpSettings['certInputs'] = {};
   if (values.cert !== undefined) certInputs.leaf = await readBounded(values.cert, '--cert', SNP_READ);
   if (values.chain !== undefined) {
     certInputs.chain = certsFrom(await readBounded(values.chain, '--chain', SNP_READ), `--chain ${values.chain}`);
@@ -214,11 +211,41 @@ export async function runSnp(argv: string[], io: CliIO): Promise<number> {
       }
     }
   }
+  return { now, product, policy, certInputs, roots, simulatorRoots };
+}
 
+/** The window in which the given VCEK/VLEK (and --chain) are valid, for the message under an expired chain. */
+function snpWindow(e: ToolkitError, s: SnpSettings): ValidityWindow | undefined {
+  if (e.code !== 'ERR_SNP_CHAIN_INVALID' || (e.reason !== 'expired' && e.reason !== 'not_yet_valid')) return undefined;
+  const ders = [...(s.certInputs.leaf ? [s.certInputs.leaf] : []), ...(s.certInputs.chain ?? [])];
+  if (ders.length === 0) return undefined;
+  try {
+    const certs = ders.map((d, i) => parseCertificate(i === 0 ? certBytes(d, '--cert') : d));
+    return {
+      notBefore: new Date(Math.max(...certs.map((c) => c.notBefore.getTime()))),
+      notAfter: new Date(Math.min(...certs.map((c) => c.notAfter.getTime()))),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Verify one SEV-SNP report (raw, base64 or hex bytes) with the run's flags. `cache` holds the
+ * settings derived from the flags, shared by every FILE of one run.
+ */
+export interface SnpSettingsCache {
+  snp?: Promise<SnpSettings>;
+}
+
+export async function verifySnpInput(input: Uint8Array, values: VerifyValues, io: CliIO, out: OutputOptions, cache: SnpSettingsCache = {}): Promise<number> {
+  const s = await (cache.snp ??= snpSettings(values, io).catch((e: unknown) => {
+    throw asFlagError(e);
+  }));
   try {
     const report = decodeEvidenceText(input);
-    const leaf = certInputs.leaf !== undefined ? certBytes(certInputs.leaf, '--cert') : undefined;
-    const [inter, ark] = certInputs.chain ?? [];
+    const leaf = s.certInputs.leaf !== undefined ? certBytes(s.certInputs.leaf, '--cert') : undefined;
+    const [inter, ark] = s.certInputs.chain ?? [];
     // The report says which key signed it; the same file serves as VCEK or VLEK accordingly.
     const r = verifySevSnp(
       report,
@@ -226,22 +253,36 @@ export async function runSnp(argv: string[], io: CliIO): Promise<number> {
         ...(leaf ? { vcek: leaf, vlek: leaf } : {}),
         ...(inter ? { ask: inter, asvk: inter } : {}),
         ...(ark ? { ark } : {}),
-        ...(certInputs.table ? { certTable: certInputs.table } : {}),
+        ...(s.certInputs.table ? { certTable: s.certInputs.table } : {}),
       },
       {
-        now,
-        ...(roots ? { roots } : {}),
-        ...(simulatorRoots ? { simulatorRoots } : {}),
-        ...(product ? { product } : {}),
-        ...(certInputs.crls ? { crl: certInputs.crls } : {}),
-        policy,
+        now: s.now,
+        ...(s.roots ? { roots: s.roots } : {}),
+        ...(s.simulatorRoots ? { simulatorRoots: s.simulatorRoots } : {}),
+        ...(s.product ? { product: s.product } : {}),
+        ...(s.certInputs.crls ? { crl: s.certInputs.crls } : {}),
+        policy: s.policy,
       },
     );
-    return writeValid(io, json, { format: r.format, platform: r.platform, claims: snpClaims(r), summary: summarize(r) });
+    return writeValid(io, out, { format: r.format, platform: r.platform, claims: snpClaims(r), summary: summarize(r), debug: r.policyFlags.DEBUG === true });
   } catch (e) {
-    if (e instanceof AttestationError) return writeInvalid(io, json, e);
+    if (e instanceof AttestationError) {
+      const window = snpWindow(e, s);
+      return writeInvalid(io, out, e, window ? { window, atGiven: values.at !== undefined } : {});
+    }
     throw e;
   }
+}
+
+/** `enclavekit verify REPORT --cert ...` on its own: one REPORT, SEV-SNP flags only. */
+export async function runSnp(argv: string[], io: CliIO): Promise<number> {
+  if (helpRequested(argv, io, HELP)) return EXIT_OK;
+  const { values, positionals } = usage(() => parseArgs({ args: argv, strict: true, allowPositionals: true, options: SNP_VERIFY_OPTIONS }));
+  if (positionals.length !== 1) throw new UsageError('expected exactly one REPORT (or - for standard input)\n\n' + HELP);
+  if (values.cert === undefined && values['cert-table'] === undefined)
+    throw new UsageError('an SEV-SNP report needs --cert VCEK|VLEK (or --cert-table)\n\n' + HELP);
+  const input = await readEvidenceArg(positionals[0]!, io, 'REPORT', SNP_READ);
+  return verifySnpInput(input, values as VerifyValues, io, { json: values.json === true });
 }
 
 /** Also usable on its own (e.g. a future `enclavekit verify-snp`). */

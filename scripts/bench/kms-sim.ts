@@ -30,16 +30,24 @@ export async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'ek-bench-kmssim-'));
   const ca = await createNitroSimCa({ now });
   const sim = await startKmsSimulator({ stateDir: dir, now: () => now, trustSimulator: true, simulatorRoots: [ca.rootDer] });
-  const kms = new KMSClient({ region: 'us-east-1', endpoint: sim.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
+  // Signed (SigV4) with the account root's key from the state folder, on the simulator's fixed clock.
+  const kms = new KMSClient({ region: 'us-east-1', endpoint: sim.url, credentials: sim.credentials, maxAttempts: 1, systemClockOffset: now.getTime() - Date.now() });
+  const clients: KMSClient[] = [];
   try {
     const pcr0 = new Uint8Array(48).fill(7);
     const spki = new Uint8Array(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' }));
     const doc = await issueNitroDocument(ca, { moduleId: 'i-0bench-enc0bench', timestamp: now, pcrs: new Map([[0, pcr0]]), publicKey: spki });
-    const keyId = (await kms.send(new CreateKeyCommand({ Policy: buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, pcr0]]), keyAdmin: 'arn:aws:iam::111122223333:role/key-admin', dataOwner: 'arn:aws:iam::111122223333:role/data-owner', role: 'arn:aws:iam::111122223333:role/enclave-parent' }) }))).KeyMetadata!.KeyId!;
+    // The enclave key's three principals sign as themselves: the admin creates it, the data owner
+    // encrypts under it, the instance role decrypts with a Recipient.
+    const as = async (role: string) =>
+      new KMSClient({ region: 'us-east-1', endpoint: sim.url, credentials: await sim.addPrincipal({ principal: `arn:aws:iam::111122223333:role/${role}`, session: true }), maxAttempts: 1, systemClockOffset: now.getTime() - Date.now() });
+    const [admin, owner, parent] = [await as('key-admin'), await as('data-owner'), await as('enclave-parent')];
+    clients.push(admin, owner, parent);
+    const keyId = (await admin.send(new CreateKeyCommand({ Policy: buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, pcr0]]), keyAdmin: 'arn:aws:iam::111122223333:role/key-admin', dataOwner: 'arn:aws:iam::111122223333:role/data-owner', role: 'arn:aws:iam::111122223333:role/enclave-parent' }) }))).KeyMetadata!.KeyId!;
     const plainKey = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
     const ctx = { dataset: 'bench' };
     const blobPlain = (await kms.send(new EncryptCommand({ KeyId: plainKey, Plaintext: new Uint8Array(32), EncryptionContext: ctx }))).CiphertextBlob!;
-    const blobEnclave = (await kms.send(new EncryptCommand({ KeyId: keyId, Plaintext: new Uint8Array(32), EncryptionContext: ctx }))).CiphertextBlob!;
+    const blobEnclave = (await owner.send(new EncryptCommand({ KeyId: keyId, Plaintext: new Uint8Array(32), EncryptionContext: ctx }))).CiphertextBlob!;
 
     // Warm up the connection and the JIT before measuring.
     await timeAsync(30, () => kms.send(new GenerateRandomCommand({ NumberOfBytes: 32 })));
@@ -48,7 +56,7 @@ export async function main(): Promise<void> {
     const dec = median(await timeAsync(N, () => kms.send(new DecryptCommand({ CiphertextBlob: blobPlain, EncryptionContext: ctx }))));
     const rcpt = median(
       await timeAsync(N, () =>
-        kms.send(new DecryptCommand({ CiphertextBlob: blobEnclave, EncryptionContext: ctx, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: doc } })),
+        parent.send(new DecryptCommand({ CiphertextBlob: blobEnclave, EncryptionContext: ctx, Recipient: { KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', AttestationDocument: doc } })),
       ),
     );
     const create = median(await timeAsync(50, () => kms.send(new CreateKeyCommand({}))));
@@ -73,6 +81,7 @@ export async function main(): Promise<void> {
     );
   } finally {
     kms.destroy();
+    for (const c of clients) c.destroy();
     await sim.close();
     await rm(dir, { recursive: true, force: true });
   }

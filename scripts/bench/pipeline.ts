@@ -103,7 +103,7 @@ export async function main(): Promise<void> {
       const plain = join(cache, 'customers.ndjson');
       await writeSyntheticDataset(plain, { count: RECORDS, seed: 7 });
       const keyId = await stack.createEnclaveKey(worker.pcr0);
-      const kms = new KmsDataKeySource({ endpoint: stack.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'b', secretAccessKey: 'b' } });
+      const kms = new KmsDataKeySource({ endpoint: stack.kmsUrl, region: 'us-east-1', credentials: await stack.credentials('data-owner') });
       try {
         manifest = await encryptDataset({
           input: plain,
@@ -136,6 +136,8 @@ export async function main(): Promise<void> {
       query: QUERY,
       connect: () => connectEnclave({ kind: 'unix', path: worker.socketPath }),
       expect: { pcrs: new Map([[0, worker.pcr0]]), simulatorRoots: [root] },
+      // The instance role's session: the worker signs its KMS Decrypt (SigV4) with it.
+      credentials: () => stack.credentials('role'),
       resultTimeoutMs: 600_000,
     });
     const e2eSecs = (performance.now() - t0) / 1000;
@@ -154,6 +156,7 @@ export async function main(): Promise<void> {
       region: 'us-east-1',
       endpoint: stack.kmsUrl,
       allowPlainHttp: true,
+      credentials: () => stack.credentials('role'),
       connect: async () => {
         const s = createConnection({ host: '127.0.0.1', port: stack.kmsPort });
         await new Promise((r, j) => s.once('connect', r).once('error', j));

@@ -56,11 +56,16 @@ export async function main(): Promise<void> {
   try {
     const port = Number(new URL(kms.url).port);
     const imageId = new Uint8Array(48).fill(1);
-    const owner = new KMSClient({ region: 'us-east-1', endpoint: kms.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' } });
+    // Each principal of the key policy signs as itself (role sessions of the simulator's state).
+    const session = (role: string) => kms.addPrincipal({ principal: `arn:aws:iam::111122223333:role/${role}`, session: true });
+    const admin = new KMSClient({ region: 'us-east-1', endpoint: kms.url, credentials: await session('key-admin') });
+    const owner = new KMSClient({ region: 'us-east-1', endpoint: kms.url, credentials: await session('data-owner') });
+    const parentRole = await session('enclave-parent');
     const policy = buildEnclaveKeyPolicy({ account: '111122223333', pcrs: new Map([[0, simulatedBootPcrs({ imageId }).get(0)!]]), keyAdmin: 'arn:aws:iam::111122223333:role/key-admin', dataOwner: 'arn:aws:iam::111122223333:role/data-owner', role: 'arn:aws:iam::111122223333:role/enclave-parent' });
-    const keyId = (await owner.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.KeyId!;
+    const keyId = (await admin.send(new CreateKeyCommand({ Policy: policy }))).KeyMetadata!.KeyId!;
     const ctx = { 'enclavekit:dataset': 'bench' };
     const blob = (await owner.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: ctx }))).CiphertextBlob!;
+    admin.destroy();
     owner.destroy();
     const c = new EnclaveKms({
       platform: new SimNitroPlatform({ ca: state.nitroCa, identity: { imageId } }),
@@ -68,6 +73,8 @@ export async function main(): Promise<void> {
       region: 'us-east-1',
       endpoint: kms.url,
       allowPlainHttp: true,
+      // The parent instance role's session, as the host hands it to the worker.
+      credentials: parentRole,
       connect: () =>
         new Promise((resolve, reject) => {
           const s = net.connect(port, '127.0.0.1');

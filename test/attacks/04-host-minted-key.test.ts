@@ -30,7 +30,7 @@ describe('attack 4: a data key the host minted', () => {
   it('a manifest with the owner key plus a host key, sealed by the host key only, is refused before any record', async () => {
     // The host's own key, which the same enclave image may use (the host writes that key policy).
     const hostKeyId = await fx.stack.createEnclaveKey(fx.worker.pcr0);
-    const kms = new KmsDataKeySource({ endpoint: fx.stack.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+    const kms = new KmsDataKeySource({ endpoint: fx.stack.kmsUrl, region: 'us-east-1', credentials: await fx.stack.credentials('data-owner') });
     const ds = fx.manifest.datasetId;
     const dk = await kms.generateDataKey(hostKeyId, keyEncryptionContext(ds, 'h0'));
     kms.destroy();

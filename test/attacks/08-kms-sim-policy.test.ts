@@ -21,6 +21,7 @@ import { request } from 'node:http';
 import { CreateKeyCommand, EncryptCommand, GenerateDataKeyCommand, ListKeysCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { startKmsSimulator, type KmsSimulator } from '../../host/kms-sim/server.js';
 import { kmsClient, NOW, tempDir } from '../kms/helpers.js';
+import { signedSend } from '../kms/signing.js';
 
 const ACCOUNT = '111122223333';
 let tmp: ReturnType<typeof tempDir>;
@@ -30,7 +31,7 @@ let kms: KMSClient;
 beforeAll(async () => {
   tmp = tempDir('enclavekit-attack08-');
   sim = await startKmsSimulator({ stateDir: tmp.dir, now: () => NOW });
-  kms = kmsClient(sim.url);
+  kms = kmsClient(sim);
 });
 
 afterAll(async () => {
@@ -132,7 +133,8 @@ describe('attack 08b: DNS rebinding (a browser page reaching the simulator throu
 
   it('the AWS SDK (Host: 127.0.0.1:PORT) and localhost:PORT still work', async () => {
     expect((await kms.send(new ListKeysCommand({}))).Keys!.length).toBeGreaterThan(0);
-    const r = await post({ host: `localhost:${sim.port}` });
+    // Signed (SigV4) by the account root, as every request must be now.
+    const r = await signedSend(sim.url, { method: 'POST', path: '/', headers: { host: `localhost:${sim.port}`, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.ListKeys', 'content-length': '2' }, body: '{}' }, sim.credentials);
     expect(r.status).toBe(200);
   });
 });

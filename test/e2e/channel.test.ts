@@ -16,8 +16,11 @@ import { connectEnclave } from '../../host/enclave-conn.js';
 import { makeRecords, QUERY, SECRET_WORDS, setUp, type Fixture } from './helpers.js';
 
 let fx: Fixture;
+let roleEnv: NodeJS.ProcessEnv = {};
 beforeAll(async () => {
   fx = await setUp(150);
+  const role = await fx.stack.credentials('role');
+  roleEnv = { AWS_ACCESS_KEY_ID: role.accessKeyId, AWS_SECRET_ACCESS_KEY: role.secretAccessKey, AWS_SESSION_TOKEN: role.sessionToken };
 }, 60_000);
 afterAll(async () => {
   await fx?.stack.close();
@@ -87,7 +90,8 @@ function cliIo(): CliIO & { text: () => string } {
   let all = '';
   stdout.on('data', (c) => (all += c));
   stderr.on('data', (c) => (all += c));
-  return { stdout, stderr, stdin: new PassThrough(), env: {}, now: () => new Date(), text: () => all };
+  // The parent role's session, as `enclavekit run` takes it from the environment (issue #10).
+  return { stdout, stderr, stdin: new PassThrough(), env: roleEnv, now: () => new Date(), text: () => all };
 }
 
 describe('the host-worker channel', () => {

@@ -46,7 +46,9 @@ beforeAll(async () => {
   fx = await setUp(80);
   dir = fx.stack.dir;
   write('policy.json', policy);
-  const t = io();
+  // The data owner's keys in the environment, as `eval "$(enclavekit sim kms credentials add ...)"` sets them.
+  const owner = await fx.stack.credentials('data-owner');
+  const t = io({ AWS_ACCESS_KEY_ID: owner.accessKeyId, AWS_SECRET_ACCESS_KEY: owner.secretAccessKey, AWS_SESSION_TOKEN: owner.sessionToken });
   const code = await main(
     ['encrypt', '--in', fx.plainPath, '--fields', 'email,spend,complaint', '--id-field', 'id', '--dataset', 'cli-ds', '--key-id', fx.keyId,
       '--endpoint', fx.stack.kmsUrl, '--policy', join(dir, 'policy.json'), '--out', join(dir, 'cli.enc.ndjson'), '--manifest', join(dir, 'cli.manifest.json')],
@@ -127,8 +129,10 @@ describe('run --ledger', () => {
   it('keeps the sealed ledger per dataset between jobs: the budget holds across worker restarts', async () => {
     const q = write('dpq.json', { version: 1, groupBy: ['region'], aggregates: [{ name: 'n', op: 'count' }], privacy: { dp: { epsilon: 1 } } });
     const ledger = join(dir, 'ledger.json');
+    // The parent role's session, as `enclavekit run` takes it from the environment (issue #10).
+    const role = await fx.stack.credentials('role');
     const run = async (out: string) => {
-      const t = io();
+      const t = io({ AWS_ACCESS_KEY_ID: role.accessKeyId, AWS_SECRET_ACCESS_KEY: role.secretAccessKey, AWS_SESSION_TOKEN: role.sessionToken });
       const w = await fx.stack.startWorker({ imageId: fx.worker.imageId, name: `w-${out}` });
       const code = await main(['run', '--dataset', join(dir, 'cli.enc.ndjson'), '--manifest', join(dir, 'cli.manifest.json'), '--query', q,
         '--enclave', `unix:${w.socketPath}`, '--expect-pcr', `0=${Buffer.from(w.pcr0).toString('hex')}`, '--sim-state', join(dir, 'state'),

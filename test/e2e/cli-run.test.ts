@@ -8,8 +8,12 @@ import { verifyAuditLog } from '../../host/audit.js';
 import { QUERY, setUp, IMAGE_A, IMAGE_B, type Fixture } from './helpers.js';
 
 let fx: Fixture;
+/** The parent role's session, as `enclavekit run` takes it from the environment (issue #10). */
+let roleEnv: NodeJS.ProcessEnv = {};
 beforeAll(async () => {
   fx = await setUp(120);
+  const role = await fx.stack.credentials('role');
+  roleEnv = { AWS_ACCESS_KEY_ID: role.accessKeyId, AWS_SECRET_ACCESS_KEY: role.secretAccessKey, AWS_SESSION_TOKEN: role.sessionToken };
   writeFileSync(join(fx.stack.dir, 'manifest.json'), JSON.stringify(fx.manifest));
   writeFileSync(join(fx.stack.dir, 'query.json'), JSON.stringify(QUERY));
 }, 60_000);
@@ -24,7 +28,7 @@ function io(): CliIO & { out: () => string; err: () => string } {
   let e = '';
   stdout.on('data', (c) => (o += c));
   stderr.on('data', (c) => (e += c));
-  return { stdout, stderr, stdin: new PassThrough(), env: {}, now: () => new Date(), out: () => o, err: () => e };
+  return { stdout, stderr, stdin: new PassThrough(), env: roleEnv, now: () => new Date(), out: () => o, err: () => e };
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');

@@ -20,7 +20,7 @@ describe('CSV datasets', () => {
     const plain = join(fx.stack.dir, 'plain.csv');
     writeFileSync(plain, csv);
     const out = join(fx.stack.dir, 'data.csv');
-    const kms = new KmsDataKeySource({ endpoint: fx.stack.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+    const kms = new KmsDataKeySource({ endpoint: fx.stack.kmsUrl, region: 'us-east-1', credentials: await fx.stack.credentials('data-owner') });
     const manifest = await encryptDataset({ input: plain, format: 'csv', fields: ['email', 'spend', 'complaint'], idField: 'id', datasetId: 'csv-ds', keyId: fx.keyId, kms, output: out, policy: OPEN_POLICY });
     kms.client.destroy();
     const res = await runJob(fx.baseRun({ dataset: out, manifest }));

@@ -66,7 +66,7 @@ describe('failures fail the job closed', () => {
 
     // A data key generated for another dataset: KMS refuses it under this dataset's context.
     const other = join(fx.stack.dir, 'other.ndjson');
-    const kms = new KmsDataKeySource({ endpoint: fx.stack.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+    const kms = new KmsDataKeySource({ endpoint: fx.stack.kmsUrl, region: 'us-east-1', credentials: await fx.stack.credentials('data-owner') });
     const m2 = await encryptDataset({ input: fx.plainPath, format: 'ndjson', fields: ['email'], idField: 'id', datasetId: 'other-ds', keyId: fx.keyId, kms, output: other, policy: OPEN_POLICY });
     kms.client.destroy();
     const wrong = structuredClone(fx.manifest);

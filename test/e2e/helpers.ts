@@ -74,7 +74,8 @@ export async function setUp(records = 200, opts: { datasetId?: string; policy?: 
     const plainPath = join(stack.dir, 'plain.ndjson');
     writeFileSync(plainPath, makeRecords(records).map((r) => JSON.stringify(r)).join('\n') + '\n');
     const datasetPath = join(stack.dir, 'data.ndjson');
-    const kms = new KmsDataKeySource({ endpoint: stack.kmsUrl, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+    // Signed as the data owner: the simulator checks SigV4 and the key policy lets only it generate data keys.
+    const kms = new KmsDataKeySource({ endpoint: stack.kmsUrl, region: 'us-east-1', credentials: await stack.credentials('data-owner') });
     const manifest = await encryptDataset({
       input: plainPath,
       format: 'ndjson',
@@ -103,6 +104,8 @@ export async function setUp(records = 200, opts: { datasetId?: string; policy?: 
         query: QUERY,
         connect: () => connectEnclave({ kind: 'unix', path: worker.socketPath }),
         expect: { pcrs: new Map([[0, worker.pcr0]]), simulatorRoots: [root] },
+        // The instance role's session (the simulator checks SigV4): the worker signs Decrypt with it.
+        credentials: () => stack.credentials('role'),
         batchSize: 50,
         ...over,
       }),

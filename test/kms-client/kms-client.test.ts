@@ -39,6 +39,8 @@ let blob: Uint8Array;
 /** The key ARN, as GenerateDataKey returned it (and as encrypt writes it into the manifest). */
 let keyArn: string;
 let keyUuid: string;
+/** The instance role's session (enclavePolicy's `role`): what the worker signs Decrypt with. */
+let roleCredentials: Awaited<ReturnType<KmsSimulator['addPrincipal']>>;
 const servers: { close(cb?: () => void): unknown }[] = [];
 
 /** Resolves once connected, as the `connect` contract asks (addon streams behave the same). */
@@ -88,8 +90,16 @@ function platform(imageId: Uint8Array): SimNitroPlatform {
 }
 
 function client(o: Partial<EnclaveKmsOptions> & Pick<EnclaveKmsOptions, 'connect'>): EnclaveKms {
-  // The simulator platform on a plain-http loopback KMS, as enclave/cli.ts configures it.
-  return new EnclaveKms({ platform: platform(IMAGE_A), keyPair: keys, region: 'us-east-1', endpoint: kms.url, allowPlainHttp: true, maxAttempts: 1, ...o });
+  // The simulator platform on a plain-http loopback KMS, as enclave/cli.ts configures it, signing (SigV4)
+  // as the key policy's instance role on the tests' clock.
+  return new EnclaveKms({ platform: platform(IMAGE_A), keyPair: keys, region: 'us-east-1', endpoint: kms.url, allowPlainHttp: true, maxAttempts: 1, credentials: roleCredentials, clock: () => NOW, ...o });
+}
+
+/** A session of one of enclavePolicy's roles, from a simulator's state folder. */
+const session = (sim: KmsSimulator, role: string) => sim.addPrincipal({ principal: `arn:aws:iam::111122223333:role/${role}`, session: true });
+/** An SDK client of the data owner (who may GenerateDataKey under enclavePolicy), on the tests' clock. */
+async function ownerClient(sim: KmsSimulator): Promise<KMSClient> {
+  return new KMSClient({ region: 'us-east-1', endpoint: sim.url, credentials: await session(sim, 'data-owner'), maxAttempts: 1, systemClockOffset: NOW.getTime() - Date.now() });
 }
 
 async function failure(p: Promise<unknown>): Promise<ToolkitError> {
@@ -116,7 +126,8 @@ beforeAll(async () => {
   });
   port = Number(new URL(kms.url).port);
   keys = await generateRecipientKeyPair();
-  const owner = new KMSClient({ region: 'us-east-1', endpoint: kms.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
+  roleCredentials = await session(kms, 'enclave-parent');
+  const owner = await ownerClient(kms);
   const pcr0 = simulatedBootPcrs({ imageId: IMAGE_A }).get(0)!;
   const keyId = (await owner.send(new CreateKeyCommand({ Policy: enclavePolicy(pcr0) }))).KeyMetadata!.KeyId!;
   const g = await owner.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: CTX }));
@@ -154,13 +165,13 @@ describe('EnclaveKms against the KMS simulator (real @aws-sdk/client-kms)', () =
   it('a KMS that does not trust the simulator root (the default) releases nothing to a simulated enclave', async () => {
     const strict = await startKmsSimulator({ stateDir: join(dir, 'kms-strict'), port: 0, now: () => NOW });
     try {
-      const owner = new KMSClient({ region: 'us-east-1', endpoint: strict.url, credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
+      const owner = await ownerClient(strict);
       const pcr0 = simulatedBootPcrs({ imageId: IMAGE_A }).get(0)!;
       const keyId = (await owner.send(new CreateKeyCommand({ Policy: enclavePolicy(pcr0) }))).KeyMetadata!.KeyId!;
       const g = await owner.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: CTX }));
       owner.destroy();
       const p = Number(new URL(strict.url).port);
-      const c = client({ endpoint: strict.url, connect: () => dialTcp(p) });
+      const c = client({ endpoint: strict.url, connect: () => dialTcp(p), credentials: await session(strict, 'enclave-parent') });
       const e = await failure(c.decryptDataKey({ ref: 'k1', ciphertextBlob: g.CiphertextBlob!, encryptionContext: CTX }));
       expect(e.code).toBe('ERR_KMS_REQUEST');
       await c.close();
@@ -254,23 +265,23 @@ describe('EnclaveKms over TLS (https endpoint) through a Unix-socket stream', ()
   });
 
   it('verifies the server for the KMS hostname with the given CA and decrypts', async () => {
-    const c = client({ endpoint: 'https://kms.us-east-1.amazonaws.com', tls: { ca: caPem }, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, connect: () => dialUnix(sock) });
+    const c = client({ endpoint: 'https://kms.us-east-1.amazonaws.com', tls: { ca: caPem }, connect: () => dialUnix(sock) });
     expect(toHex(await c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }))).toBe(toHex(dataKey));
     await c.close();
   });
 
   it.skipIf(!nativeStatus().available)('TLS runs over the native addon\'s Unix stream too', async () => {
-    const c = client({ endpoint: 'https://kms.us-east-1.amazonaws.com', tls: { ca: caPem }, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, connect: () => connectUnix(sock) });
+    const c = client({ endpoint: 'https://kms.us-east-1.amazonaws.com', tls: { ca: caPem }, connect: () => connectUnix(sock) });
     expect(toHex(await c.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }))).toBe(toHex(dataKey));
     await c.close();
   });
 
   it('refuses an untrusted certificate or a wrong hostname: ERR_KMS_UNREACHABLE / tls', async () => {
-    const untrusted = client({ endpoint: 'https://kms.us-east-1.amazonaws.com', credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, connect: () => dialUnix(sock) });
+    const untrusted = client({ endpoint: 'https://kms.us-east-1.amazonaws.com', connect: () => dialUnix(sock) });
     const e1 = await failure(untrusted.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }));
     expect([e1.code, e1.reason]).toEqual(['ERR_KMS_UNREACHABLE', 'tls']);
     await untrusted.close();
-    const wrongName = client({ endpoint: 'https://kms.eu-west-1.amazonaws.com', region: 'eu-west-1', tls: { ca: caPem }, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, connect: () => dialUnix(sock) });
+    const wrongName = client({ endpoint: 'https://kms.eu-west-1.amazonaws.com', region: 'eu-west-1', tls: { ca: caPem }, connect: () => dialUnix(sock) });
     const e2 = await failure(wrongName.decryptDataKey({ ref: 'k1', ciphertextBlob: blob, encryptionContext: CTX }));
     expect([e2.code, e2.reason]).toEqual(['ERR_KMS_UNREACHABLE', 'tls']);
     await wrongName.close();

@@ -29,6 +29,10 @@ const samples: Message[] = [
   { t: 'result', id: 9, jobId: 'job-2', result: new Uint8Array([0xa0]), evidence: new Uint8Array([1]), publicKey: new Uint8Array([4, 5]), ledger },
   { t: 'refusal', id: 10, jobId: 'job-3', refusal: new Uint8Array([0xa0]), evidence: new Uint8Array([1]) },
   { t: 'refusal', id: 11, jobId: 'job-4', refusal: new Uint8Array([0xa0]), evidence: new Uint8Array([1]), publicKey: new Uint8Array([4]), ledger },
+  // Issue #10 (credentials hand-off, health check); their negative cases are in test/deploy/protocol-credentials.test.ts.
+  { t: 'credentials', id: 12, accessKeyId: 'ASIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', sessionToken: 'IQoJb3JpZ2luX2VjEXAMPLE', expiration: '2031-01-01T00:00:00Z' },
+  { t: 'status_request', id: 13 },
+  { t: 'status', id: 14, workerVersion: 'enclavekit-worker/0.2.0', platform: 'simulator', uptimeMs: 1, jobs: 0, credentials: false },
 ];
 
 function frameOf(v: unknown): Uint8Array {

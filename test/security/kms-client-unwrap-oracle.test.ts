@@ -57,6 +57,8 @@ async function failureFor(cfr: Uint8Array): Promise<ToolkitError> {
     region: 'us-east-1',
     endpoint: `http://127.0.0.1:${port}`,
     allowPlainHttp: true,
+    // This fake KMS checks no SigV4: sign with the placeholder credentials meant for such fakes.
+    simulatorPlaceholderCredentials: true,
     maxAttempts: 1,
     connect: () =>
       new Promise((resolve, reject) => {
