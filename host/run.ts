@@ -141,13 +141,15 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
   const log = opts.log ?? (() => {});
   const jobId = opts.jobId ?? `job-${randomUUID()}`;
   const manifest = opts.manifest;
+  /** SHA-384 of the sealed manifest body: named in the summary and required in the result. */
+  const seal = sealDigest(manifestBody(manifest));
   const summary: JobSummary = {
     jobId,
     datasetId: manifest.datasetId,
     queryDigest: toHex(queryDigest(opts.query)),
     records: 0,
     keyIds: [...new Set(Object.values(manifest.keys).map((k) => k.keyId))],
-    sealDigest: toHex(sealDigest(manifestBody(manifest))),
+    sealDigest: toHex(seal),
   };
   let jobNonce: Uint8Array | undefined;
   let workerKey: Uint8Array | undefined;
@@ -289,7 +291,7 @@ export async function runJob(opts: RunJobOptions): Promise<RunOutcome> {
       records: summary.records,
       nonce: jobNonce,
       publicKey: worker.publicKey!,
-      sealDigest: sealDigest(manifestBody(manifest)),
+      sealDigest: seal,
       keyArns: summary.keyIds,
     });
     if (msg.ledger) summary.ledger = msg.ledger;

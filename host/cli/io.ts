@@ -1,4 +1,5 @@
 /** What every CLI command shares: exit codes, usage errors, JSON output and an injectable terminal. */
+import { readFile, stat } from 'node:fs/promises';
 import { EXIT_INFRA, EXIT_INVALID, EXIT_OK, EXIT_USAGE, exitCodeOf } from './exit.js';
 
 /** 0 success, 1 a security verdict, 2 usage or input error, 3 infrastructure (see exit.ts). */
@@ -91,6 +92,23 @@ export function fileErrorMessage(e: unknown, path: string, label?: string): stri
 /** A UsageError (ERR_INPUT, exit 2) for a file that cannot be read or written. */
 export function fileError(e: unknown, path: string, label?: string): UsageError {
   return new UsageError(fileErrorMessage(e, path, label), { code: 'ERR_INPUT', cause: e });
+}
+
+/** A regular input file of at most `max` bytes; every failure is a UsageError naming the flag and the file. */
+export async function readInputFile(path: string, max: number, label: string): Promise<Buffer> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (e) {
+    throw fileError(e, path, label);
+  }
+  if (!st.isFile()) throw new UsageError(`${label}: ${path} is not a file`, { code: 'ERR_INPUT' });
+  if (st.size > max) throw new UsageError(`${label}: ${path} is larger than ${max} bytes`, { code: 'ERR_INPUT' });
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw fileError(e, path, label);
+  }
 }
 
 /** Write one JSON object as one line. */

@@ -5,11 +5,10 @@
  *
  * Exit 0 allowed, 1 refused (reason given), 2 usage, an invalid query, unreadable or malformed input.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ToolkitError } from '../../attestation/errors.js';
 import { DEFAULT_RELEASE_POLICY, checkQueryAgainstPolicy, parseManifest } from '../../enclave/protocol/index.js';
-import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, UsageError, errorJson, fileError, usage, writeJson, type CliIO } from './io.js';
+import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, UsageError, errorJson, readInputFile, usage, writeJson, type CliIO } from './io.js';
 
 const HELP = `usage: enclavekit query check --manifest FILE --query FILE [--at ISO-TIME] [--json]
 
@@ -28,16 +27,7 @@ the enclave, which holds the data keys.
 Exit status: 0 allowed, 1 refused, 2 usage, an invalid query or malformed input.
 `;
 
-async function readSmall(path: string, label: string): Promise<string> {
-  try {
-    const st = await stat(path);
-    if (st.size > 4 * 1024 * 1024) throw new UsageError(`${label}: ${path} is larger than 4 MiB`, { code: 'ERR_INPUT' });
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw fileError(e, path, label);
-  }
-}
+const MAX_INPUT = 4 * 1024 * 1024;
 
 export async function run(argv: string[], io: CliIO): Promise<number> {
   const { values, positionals } = usage(() =>
@@ -67,10 +57,10 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     now = new Date(values.at);
     if (Number.isNaN(now.getTime())) throw new UsageError('--at expects an ISO 8601 time');
   }
-  const manifest = parseManifest(await readSmall(values.manifest, '--manifest'));
+  const manifest = parseManifest((await readInputFile(values.manifest, MAX_INPUT, '--manifest')).toString('utf8'));
   let query: unknown;
   try {
-    query = JSON.parse(await readSmall(values.query, '--query'));
+    query = JSON.parse((await readInputFile(values.query, MAX_INPUT, '--query')).toString('utf8'));
   } catch (e) {
     if (e instanceof UsageError) throw e;
     throw new UsageError(`--query: ${values.query} is not JSON`, { code: 'ERR_INPUT' });

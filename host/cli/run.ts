@@ -26,7 +26,7 @@ import { parentCredentials } from '../credentials.js';
 import { readSnpSimulatorRootFromState, simImageIdFromFiles, simPcr0 } from '../sim-stack.js';
 import { startWorkerProcess, type WorkerProcess } from '../worker-process.js';
 import { createProgress, type TerminalProgress } from '../progress.js';
-import { EXIT_OK, UsageError, errorJson, exitCodeOf, fileError, usage, writeJson, type CliIO } from './io.js';
+import { EXIT_OK, UsageError, errorJson, exitCodeOf, fileError, readInputFile, usage, writeJson, type CliIO } from './io.js';
 
 const HELP = `usage: enclavekit run --dataset FILE --manifest FILE --query FILE --enclave TARGET --out RESULT.json [options]
 
@@ -71,22 +71,6 @@ function hexArg(v: string, label: string, len?: number): Uint8Array {
   if (!/^(?:[0-9a-fA-F]{2})+$/.test(v) || (len !== undefined && v.length !== len * 2))
     throw new UsageError(`${label} expects ${len === undefined ? 'hex' : `${len * 2} hex digits`}`);
   return new Uint8Array(Buffer.from(v, 'hex'));
-}
-
-async function readBounded(path: string, max: number, label: string): Promise<Buffer> {
-  let st;
-  try {
-    st = await stat(path);
-  } catch (e) {
-    throw fileError(e, path, label);
-  }
-  if (!st.isFile()) throw new UsageError(`${label}: ${path} is not a file`, { code: 'ERR_INPUT' });
-  if (st.size > max) throw new UsageError(`${label}: ${path} is larger than ${max} bytes`, { code: 'ERR_INPUT' });
-  try {
-    return await readFile(path);
-  } catch (e) {
-    throw fileError(e, path, label);
-  }
 }
 
 /** The host's ledger file: seal digest (hex) -> base64 of the sealed ledger the worker returned. */
@@ -222,9 +206,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   const snpSimulatorRoots: Uint8Array[] = [];
   if (values['trust-simulator-root']) simulatorRoots.push(...(await readRootsPem(values['trust-simulator-root'])));
 
-  const manifestBytes = await readBounded(values.manifest!, 16 * 1024 * 1024, '--manifest');
+  const manifestBytes = await readInputFile(values.manifest!, 16 * 1024 * 1024, '--manifest');
   const manifest: KeyManifest = parseManifest(new Uint8Array(manifestBytes));
-  const queryBytes = await readBounded(values.query!, 1024 * 1024, '--query');
+  const queryBytes = await readInputFile(values.query!, 1024 * 1024, '--query');
   let query: Record<string, unknown>;
   try {
     const q: unknown = JSON.parse(queryBytes.toString('utf8'));
@@ -233,13 +217,13 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   } catch {
     throw new UsageError(`--query: ${values.query} is not a JSON object`, { code: 'ERR_INPUT' });
   }
-  await readBounded(values.dataset!, Number.MAX_SAFE_INTEGER, '--dataset');
+  await readInputFile(values.dataset!, Number.MAX_SAFE_INTEGER, '--dataset');
 
   // The KMS proxy: only to allow-listed endpoints.
   const allow: HostPort[] = [];
   try {
     for (const a of values['kms-allow'] ?? []) allow.push(parseHostPort(a));
-    if (values['kms-allow-file']) allow.push(...parseAllowlistYaml((await readBounded(values['kms-allow-file'], 1024 * 1024, '--kms-allow-file')).toString('utf8')));
+    if (values['kms-allow-file']) allow.push(...parseAllowlistYaml((await readInputFile(values['kms-allow-file'], 1024 * 1024, '--kms-allow-file')).toString('utf8')));
   } catch (e) {
     if (isToolkitError(e)) throw new UsageError(e.message);
     throw e;

@@ -23,8 +23,9 @@
  * is their own.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, link, lstat, mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { lstat, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ensurePrivateDir, publishOnce, stateError } from './state-files.js';
 import { ToolkitError } from '../../attestation/errors.js';
 
 export const CREDENTIALS_FILE = 'credentials';
@@ -83,48 +84,8 @@ export interface StoredPrincipal extends SimCredentials {
   readonly created: Date;
 }
 
-function stateError(message: string, reason: string, cause?: unknown): ToolkitError {
-  return new ToolkitError('ERR_SIMULATOR_STATE', message, cause === undefined ? { reason } : { reason, cause });
-}
-
 function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code;
-}
-
-/** Create (0700) or tighten a folder we own; refuse one accessible to others that is not ours. */
-async function ensurePrivateDir(dir: string): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-  } catch (e) {
-    throw stateError(`cannot create ${dir}`, 'mkdir', e);
-  }
-  const st = await lstat(dir);
-  if (!st.isDirectory()) throw stateError(`${dir} is not a directory`, 'not_directory');
-  if ((st.mode & 0o077) !== 0) {
-    if (typeof process.getuid === 'function' && st.uid === process.getuid()) await chmod(dir, 0o700);
-    else throw stateError(`${dir} is accessible to other users`, 'permissions');
-  }
-}
-
-/** Write a new private file atomically under `path`; false if `path` already existed. */
-async function publishOnce(path: string, data: string): Promise<boolean> {
-  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await link(tmp, path);
-    return true;
-  } catch (e) {
-    if (isErrno(e, 'EEXIST')) return false;
-    throw stateError(`cannot write ${path}`, 'write', e);
-  } finally {
-    await unlink(tmp).catch(() => undefined);
-  }
 }
 
 /** A private regular file's text, or undefined when it does not exist. */

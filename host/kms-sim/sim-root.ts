@@ -4,9 +4,10 @@
  * in the shared state folder, or a PEM file given explicitly. Only the root certificates are read;
  * the private keys beside them are never loaded here.
  */
-import { randomBytes, X509Certificate } from 'node:crypto';
-import { chmod, link, lstat, mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ensurePrivateDir, publishOnce, stateError } from './state-files.js';
 import { ToolkitError } from '../../attestation/errors.js';
 import { createNitroSimCa, exportNitroSimCa } from '../../attestation/sim/nitro.js';
 
@@ -17,16 +18,13 @@ export const SIM_ROOT_PEM = 'sim-root.pem';
 const INTERMEDIATE_LIFETIME_MS = 5 * 365 * 24 * 3_600_000;
 const MAX_FILE = 1 << 20;
 
-function stateError(message: string, cause?: unknown, reason?: string): ToolkitError {
-  return new ToolkitError('ERR_SIMULATOR_STATE', message, reason === undefined ? { cause } : { cause, reason });
-}
 
 function checkRoot(der: Uint8Array, where: string): Uint8Array {
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(der);
   } catch (e) {
-    throw stateError(`${where}: not a certificate`, e);
+    throw stateError(`${where}: not a certificate`, undefined, e);
   }
   if (!cert.ca || !cert.checkIssued(cert)) throw stateError(`${where}: not a self-signed CA certificate`);
   return der;
@@ -55,17 +53,17 @@ async function readRootFromStateFile(
     text = await readBounded(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e instanceof ToolkitError ? e : stateError(`cannot read ${path}`, e, 'read');
+    throw e instanceof ToolkitError ? e : stateError(`cannot read ${path}`, 'read', e);
   }
   let j: unknown;
   try {
     j = JSON.parse(text.toString('utf8'));
   } catch (e) {
-    throw stateError(`${path}: not valid JSON`, e, 'corrupt');
+    throw stateError(`${path}: not valid JSON`, 'corrupt', e);
   }
   const o = typeof j === 'object' && j !== null ? (j as Record<string, unknown>) : undefined;
   const der = o === undefined ? undefined : pick(o);
-  if (o?.format !== format || typeof der !== 'string') throw stateError(`${path}: not ${what}`, undefined, 'corrupt');
+  if (o?.format !== format || typeof der !== 'string') throw stateError(`${path}: not ${what}`, 'corrupt');
   return checkRoot(new Uint8Array(Buffer.from(der, 'base64')), path);
 }
 
@@ -91,7 +89,7 @@ export async function readRootsPem(path: string): Promise<Uint8Array[]> {
   try {
     text = (await readBounded(path)).toString('utf8');
   } catch (e) {
-    throw e instanceof ToolkitError ? e : stateError(`cannot read ${path}`, e);
+    throw e instanceof ToolkitError ? e : stateError(`cannot read ${path}`, undefined, e);
   }
   const out: Uint8Array[] = [];
   for (const m of text.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g))
@@ -103,27 +101,6 @@ export async function readRootsPem(path: string): Promise<Uint8Array[]> {
 function pem(der: Uint8Array): string {
   const lines = Buffer.from(der).toString('base64').match(/.{1,64}/g) ?? [];
   return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
-}
-
-/** Write a new 0600 file atomically at `path`; false when `path` already existed (another writer won). */
-async function publishOnce(path: string, data: string): Promise<boolean> {
-  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await link(tmp, path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw stateError(`cannot write ${path}`, e, 'write');
-  } finally {
-    await unlink(tmp).catch(() => undefined);
-  }
 }
 
 /**
@@ -139,23 +116,13 @@ export async function ensureSimulatorRootInState(dir: string, now: Date): Promis
   if (!(now instanceof Date) || !Number.isFinite(now.getTime())) throw new TypeError('"now" expected a valid Date');
   const existing = await readSimulatorRootFromState(dir);
   if (existing !== undefined) return { rootDer: existing, created: false };
-  try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-  } catch (e) {
-    throw stateError(`cannot create simulator state folder ${dir}`, e, 'mkdir');
-  }
-  const st = await lstat(dir);
-  if (!st.isDirectory()) throw stateError(`${dir} is not a directory`, undefined, 'not_directory');
-  if ((st.mode & 0o077) !== 0) {
-    if (typeof process.getuid === 'function' && st.uid === process.getuid()) await chmod(dir, 0o700);
-    else throw stateError(`${dir} is accessible to other users`, undefined, 'permissions');
-  }
+  await ensurePrivateDir(dir);
   const until = new Date(now.getTime() + INTERMEDIATE_LIFETIME_MS);
   const ca = await createNitroSimCa({ now, overrides: { regional: { notAfter: until }, zonal: { notAfter: until }, instance: { notAfter: until } } });
   const json = await exportNitroSimCa(ca);
   const created = await publishOnce(join(dir, SIM_CA_FILE), JSON.stringify(json, null, 1) + '\n');
   const rootDer = created ? ca.rootDer : await readSimulatorRootFromState(dir);
-  if (rootDer === undefined) throw stateError(`${join(dir, SIM_CA_FILE)} appeared and vanished`, undefined, 'race');
+  if (rootDer === undefined) throw stateError(`${join(dir, SIM_CA_FILE)} appeared and vanished`, 'race');
   if (created) await publishOnce(join(dir, SIM_ROOT_PEM), pem(rootDer));
   return { rootDer, created };
 }

@@ -4,8 +4,9 @@
  * (temporary file + rename) and only ever by one writer at a time.
  */
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ensurePrivateDir } from './state-files.js';
 import { ToolkitError } from '../../attestation/errors.js';
 
 export const STATE_FILE = 'kms-state.json';
@@ -58,15 +59,9 @@ export class KeyStore {
 
   static async open(dir: string): Promise<KeyStore> {
     if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('"stateDir" expected a non-empty path');
-    await mkdir(dir, { recursive: true, mode: 0o700 });
     // mkdir -p leaves an existing folder as it was. Key policies sit in the state file in the clear,
     // so whoever can write this folder can widen them: tighten a folder we own, refuse anyone else's.
-    const st = await lstat(dir);
-    if (!st.isDirectory()) throw stateError(`${dir} is not a directory`);
-    if ((st.mode & 0o077) !== 0) {
-      if (typeof process.getuid === 'function' && st.uid === process.getuid()) await chmod(dir, 0o700);
-      else throw stateError(`${dir} is accessible to other users`);
-    }
+    await ensurePrivateDir(dir);
     const master = await loadMasterKey(join(dir, MASTER_KEY_FILE));
     const store = new KeyStore(dir, master);
     let text: string | undefined;

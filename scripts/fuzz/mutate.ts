@@ -7,6 +7,7 @@
 import type { Rng } from './rng.js';
 import { mutateStructure } from './structure.js';
 import { mutateJson } from './json.js';
+import { concatBytes } from '../../attestation/bytes.js';
 
 export type InputFormat = 'cbor' | 'der' | 'json' | 'text' | 'bytes';
 
@@ -25,17 +26,6 @@ const INTERESTING8 = [0x00, 0x01, 0x02, 0x10, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1f
 const INTERESTING16 = [0, 1, 0x7f, 0x80, 0xff, 0x100, 0x3ff, 0x400, 0x401, 0x7fff, 0x8000, 0xfffe, 0xffff];
 const INTERESTING32 = [0, 1, 0x4a0, 0x7fff, 0x8000, 0xffff, 0x10000, 0x100000, 0x1000000, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff];
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 function writeInt(b: Uint8Array, at: number, v: number, width: 2 | 4, le: boolean): void {
   for (let i = 0; i < width; i++) {
@@ -89,17 +79,17 @@ export function mutateBytes(rng: Rng, b: Uint8Array, ctx?: Pick<MutateContext, '
       const i = rng.below(n + 1);
       const k = rng.chance(0.8) ? rng.range(1, 16) : rng.range(17, 512);
       const ins = rng.chance(0.5) ? rng.bytes(k) : new Uint8Array(k).fill(rng.pick(INTERESTING8));
-      return concat(b.subarray(0, i), ins, b.subarray(i));
+      return concatBytes(b.subarray(0, i), ins, b.subarray(i));
     }
     case 7: {
       const i = pos();
-      return concat(b.subarray(0, i), b.subarray(Math.min(n, i + span())));
+      return concatBytes(b.subarray(0, i), b.subarray(Math.min(n, i + span())));
     }
     case 8: {
       // Duplicate a range in place.
       const i = pos();
       const k = span();
-      return concat(b.subarray(0, i + k), b.subarray(i, i + k), b.subarray(i + k));
+      return concatBytes(b.subarray(0, i + k), b.subarray(i, i + k), b.subarray(i + k));
     }
     case 9: {
       // Copy a range over another.
@@ -116,18 +106,18 @@ export function mutateBytes(rng: Rng, b: Uint8Array, ctx?: Pick<MutateContext, '
     case 12: {
       // Splice with another corpus entry: a crossover or a chunk inserted.
       const d = ctx && ctx.donors.length > 0 ? rng.pick(ctx.donors) : b;
-      if (rng.chance(0.5)) return concat(b.subarray(0, rng.below(n + 1)), d.subarray(rng.below(d.length + 1)));
+      if (rng.chance(0.5)) return concatBytes(b.subarray(0, rng.below(n + 1)), d.subarray(rng.below(d.length + 1)));
       const a = rng.below(d.length + 1);
       const e = Math.min(d.length, a + rng.range(1, 64));
       const i = rng.below(n + 1);
-      return concat(b.subarray(0, i), d.subarray(a, e), b.subarray(i));
+      return concatBytes(b.subarray(0, i), d.subarray(a, e), b.subarray(i));
     }
     case 13:
     case 14: {
       if (!ctx || ctx.dict.length === 0) return mutateBytes(rng, b);
       const t = rng.pick(ctx.dict);
       const i = rng.below(n + 1);
-      if (rng.chance(0.5)) return concat(b.subarray(0, i), t, b.subarray(i));
+      if (rng.chance(0.5)) return concatBytes(b.subarray(0, i), t, b.subarray(i));
       const out = b.slice();
       out.set(t.subarray(0, Math.max(0, n - i)), Math.min(i, n));
       return out;

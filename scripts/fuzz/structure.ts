@@ -6,6 +6,7 @@
  * the input stays well-formed and the parser gets past its framing checks to the semantic ones.
  */
 import type { Rng } from './rng.js';
+import { concatBytes } from '../../attestation/bytes.js';
 
 export interface SNode {
   /** `frame`: the 4-byte big-endian length before a frame's CBOR body. */
@@ -270,24 +271,13 @@ function u32be(n: number): Uint8Array {
   return Uint8Array.of((n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /**
  * Replace `b[a, e)` with `rep`, then rewrite the length of `from` and of every ancestor whose head
  * carries a byte length, so all of them still frame exactly their (edited) content.
  */
 export function spliceFix(b: Uint8Array, a: number, e: number, rep: Uint8Array, from: SNode | undefined): Uint8Array {
-  let out = concat(b.subarray(0, a), rep, b.subarray(e));
+  let out = concatBytes(b.subarray(0, a), rep, b.subarray(e));
   let delta = rep.length - (e - a);
   for (let n = from; n !== undefined; n = n.parent) {
     if (n.len !== 'bytes' || n.arg < 0 || n.end < 0) continue;
@@ -295,7 +285,7 @@ export function spliceFix(b: Uint8Array, a: number, e: number, rep: Uint8Array, 
     const newLen = n.end + delta - contentStart;
     if (newLen < 0) return out;
     const head = n.kind === 'cbor' ? cborHead(n.major, newLen) : n.kind === 'der' ? derHead(n.major, newLen) : u32be(newLen);
-    out = concat(out.subarray(0, n.start), head, out.subarray(contentStart));
+    out = concatBytes(out.subarray(0, n.start), head, out.subarray(contentStart));
     delta += head.length - n.headLen;
   }
   return out;
@@ -304,14 +294,14 @@ export function spliceFix(b: Uint8Array, a: number, e: number, rep: Uint8Array, 
 /** Replace `b[a, e)` inside `parent` (whose count changes by `countDelta`), rebuilding its head. */
 function replaceInContainer(b: Uint8Array, parent: SNode, a: number, e: number, rep: Uint8Array, countDelta: number): Uint8Array | undefined {
   const cs = parent.start + parent.headLen;
-  const content = concat(b.subarray(cs, a), rep, b.subarray(e, parent.end));
+  const content = concatBytes(b.subarray(cs, a), rep, b.subarray(e, parent.end));
   let head: Uint8Array;
   if (parent.arg < 0 || parent.len === 'value' || parent.len === 'none') head = b.slice(parent.start, cs);
   else if (parent.len === 'count') {
     if (parent.arg + countDelta < 0) return undefined;
     head = cborHead(parent.major, parent.arg + countDelta);
   } else head = parent.kind === 'cbor' ? cborHead(parent.major, content.length) : parent.kind === 'der' ? derHead(parent.major, content.length) : u32be(content.length);
-  return spliceFix(b, parent.start, parent.end, concat(head, content), parent.parent);
+  return spliceFix(b, parent.start, parent.end, concatBytes(head, content), parent.parent);
 }
 
 function rewriteHead(b: Uint8Array, n: SNode, head: Uint8Array): Uint8Array {
@@ -359,7 +349,7 @@ export function mutateStructure(
   if (n.kind === 'frame') {
     // A frame length that lies (or the maximum, or zero).
     const v = Math.min(interestingLength(rng, n.arg, b.length - contentStart), 0xffffffff);
-    return concat(b.subarray(0, n.start), u32be(v), b.subarray(contentStart));
+    return concatBytes(b.subarray(0, n.start), u32be(v), b.subarray(contentStart));
   }
   switch (rng.below(10)) {
     case 0: {
@@ -374,10 +364,10 @@ export function mutateStructure(
         if ((n.len === 'count' || n.len === 'bytes') && n.arg >= 0 && rng.chance(0.4)) {
           // Definite -> indefinite: strings become one chunk, containers get a break.
           if (n.len === 'bytes') {
-            const chunk = concat(cborHead(n.major, n.arg), b.subarray(contentStart, n.end));
-            return spliceFix(b, n.start, n.end, concat(Uint8Array.of((n.major << 5) | 31), chunk, Uint8Array.of(0xff)), n.parent);
+            const chunk = concatBytes(cborHead(n.major, n.arg), b.subarray(contentStart, n.end));
+            return spliceFix(b, n.start, n.end, concatBytes(Uint8Array.of((n.major << 5) | 31), chunk, Uint8Array.of(0xff)), n.parent);
           }
-          return spliceFix(b, n.start, n.end, concat(Uint8Array.of((n.major << 5) | 31), b.subarray(contentStart, n.end), Uint8Array.of(0xff)), n.parent);
+          return spliceFix(b, n.start, n.end, concatBytes(Uint8Array.of((n.major << 5) | 31), b.subarray(contentStart, n.end), Uint8Array.of(0xff)), n.parent);
         }
         if (n.arg < 0) return undefined;
         return rewriteHead(b, n, cborHead(n.major, n.arg, rng.pick([1, 2, 4, 8] as const)));
@@ -385,7 +375,7 @@ export function mutateStructure(
       if (n.arg < 0) return undefined;
       if ((n.major & 0x20) !== 0 && rng.chance(0.4)) {
         // Definite -> indefinite (BER), as AWS KMS sends its CMS.
-        return spliceFix(b, n.start, n.end, concat(Uint8Array.of(n.major, 0x80), b.subarray(contentStart, n.end), Uint8Array.of(0, 0)), n.parent);
+        return spliceFix(b, n.start, n.end, concatBytes(Uint8Array.of(n.major, 0x80), b.subarray(contentStart, n.end), Uint8Array.of(0, 0)), n.parent);
       }
       return rewriteHead(b, n, derHead(n.major, n.arg, rng.pick(['long1', 'long2', 'long4'] as const)));
     }
@@ -413,7 +403,7 @@ export function mutateStructure(
       const a = kids[i]!.start;
       const e = kids[j]!.end;
       const dup = rng.below(10) === 3;
-      const rep = dup ? concat(b.subarray(a, e), b.subarray(a, e)) : new Uint8Array(0);
+      const rep = dup ? concatBytes(b.subarray(a, e), b.subarray(a, e)) : new Uint8Array(0);
       return replaceInContainer(b, parent, a, e, rep, dup ? 1 : -1);
     }
     case 5: {
@@ -425,7 +415,7 @@ export function mutateStructure(
       let y = rng.below(kids.length);
       if (x === y) y = (y + 1) % kids.length;
       const [p, q] = x < y ? [kids[x]!, kids[y]!] : [kids[y]!, kids[x]!];
-      return concat(b.subarray(0, p.start), b.subarray(q.start, q.end), b.subarray(p.end, q.start), b.subarray(p.start, p.end), b.subarray(q.end));
+      return concatBytes(b.subarray(0, p.start), b.subarray(q.start, q.end), b.subarray(p.end, q.start), b.subarray(p.start, p.end), b.subarray(q.end));
     }
     case 6: {
       // Replace the item with an item of the same kind from another input (or this one).
@@ -454,7 +444,7 @@ export function mutateStructure(
         return spliceFix(b, n.start, n.start, tag, n.parent);
       }
       const inner = b.subarray(n.start, n.end);
-      return spliceFix(b, n.start, n.end, concat(derHead(rng.pick([0x30, 0x31, 0xa0, 0x04, 0x24]), inner.length), inner), n.parent);
+      return spliceFix(b, n.start, n.end, concatBytes(derHead(rng.pick([0x30, 0x31, 0xa0, 0x04, 0x24]), inner.length), inner), n.parent);
     }
     default: {
       // Insert a fresh small item after this one (into its container, fixing byte lengths).
